@@ -1,0 +1,385 @@
+# -*- test-case-name: tests.test_errors -*-
+"""Every exception ctrader-twisted raises or errbacks with.
+
+Two families:
+
+* :class:`OpenApiError` and its subclasses: the server answered a request with
+  an error (``ProtoErrorRes``, ``ProtoOAErrorRes`` or ``ProtoOAOrderErrorEvent``).
+  They carry the server's ``errorCode``, ``description`` and every other field
+  of the error message. :func:`errorFromPayload` picks the subclass from the
+  error code.
+* local errors: timeouts, connection loss (with whether the request was
+  already written, so callers know when an outcome is unknown), frame-level
+  problems and bad arguments.
+
+No exception here ever includes a client secret or token: error messages are
+built from error codes, descriptions and identifiers only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import Message
+
+__all__ = [
+    "CTraderError",
+    "OpenApiError",
+    "ClientAuthenticationError",
+    "NotAuthenticatedError",
+    "AlreadyAuthenticatedError",
+    "AccessTokenInvalidError",
+    "AccountNotAuthorizedError",
+    "AlreadyLoggedInError",
+    "RateLimitError",
+    "BlockedPayloadTypeError",
+    "MaintenanceError",
+    "UnsupportedMessageError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "MarketClosedError",
+    "NotEnoughMoneyError",
+    "BadVolumeError",
+    "IncorrectBoundariesError",
+    "OrderError",
+    "RequestTimeout",
+    "ConnectionLostError",
+    "OutcomeUnknownError",
+    "NotSentError",
+    "NotConnectedError",
+    "QueueFullError",
+    "FrameError",
+    "FrameTooLargeError",
+    "MalformedFrameError",
+    "UnknownMessageError",
+    "InvalidMessageError",
+    "DuplicateClientMsgIdError",
+    "errorFromPayload",
+    "ERROR_PAYLOAD_TYPES",
+]
+
+
+class CTraderError(Exception):
+    """Base class of every ctrader-twisted exception."""
+
+
+# --- server-reported errors -------------------------------------------------
+
+
+class OpenApiError(CTraderError):
+    """The server answered a request with an error.
+
+    :ivar errorCode: the server's error code name, e.g. ``"CH_CLIENT_AUTH_FAILURE"``.
+    :ivar description: the server's human-readable description, or ``""``.
+    :ivar payload: the decoded error message (``ProtoErrorRes``,
+        ``ProtoOAErrorRes`` or ``ProtoOAOrderErrorEvent``); unknown fields kept.
+    :ivar ctidTraderAccountId: the account the error concerns, or ``None``.
+    :ivar maintenanceEndTimestamp: when maintenance ends, as sent, or ``None``
+        (milliseconds for ``ProtoErrorRes``; the spec says seconds for
+        ``ProtoOAErrorRes``).
+    :ivar retryAfter: seconds before the payload type is unblocked, or ``None``.
+    :ivar orderId: order concerned (order errors), or ``None``.
+    :ivar positionId: position concerned (order errors), or ``None``.
+    :ivar clientMsgId: the request id the error answered, or ``None``.
+    """
+
+    #: Error codes this class stands for (used to build the lookup table).
+    codes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        errorCode: str,
+        description: str = "",
+        *,
+        payload: Message | None = None,
+        ctidTraderAccountId: int | None = None,
+        maintenanceEndTimestamp: int | None = None,
+        retryAfter: int | None = None,
+        orderId: int | None = None,
+        positionId: int | None = None,
+        clientMsgId: str | None = None,
+    ) -> None:
+        self.errorCode = errorCode
+        self.description = description
+        self.payload = payload
+        self.ctidTraderAccountId = ctidTraderAccountId
+        self.maintenanceEndTimestamp = maintenanceEndTimestamp
+        self.retryAfter = retryAfter
+        self.orderId = orderId
+        self.positionId = positionId
+        self.clientMsgId = clientMsgId
+        super().__init__(errorCode, description)
+
+    def __str__(self) -> str:
+        text = self.errorCode
+        if self.description:
+            text += f": {self.description}"
+        extras = []
+        if self.ctidTraderAccountId is not None:
+            extras.append(f"account {self.ctidTraderAccountId}")
+        if self.retryAfter is not None:
+            extras.append(f"retry after {self.retryAfter} s")
+        if self.maintenanceEndTimestamp is not None:
+            extras.append(f"maintenance ends at {self.maintenanceEndTimestamp}")
+        if self.orderId is not None:
+            extras.append(f"order {self.orderId}")
+        if self.positionId is not None:
+            extras.append(f"position {self.positionId}")
+        if extras:
+            text += " (" + ", ".join(extras) + ")"
+        return text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.errorCode!r}, {self.description!r})"
+
+
+class ClientAuthenticationError(OpenApiError):
+    """Application credentials (client id or secret) were refused. Permanent:
+    retrying with the same credentials cannot succeed."""
+
+    codes = ("CH_CLIENT_AUTH_FAILURE", "CH_OA_CLIENT_NOT_FOUND")
+
+
+class NotAuthenticatedError(OpenApiError):
+    """A request was sent before the application was authenticated."""
+
+    codes = ("CH_CLIENT_NOT_AUTHENTICATED",)
+
+
+class AlreadyAuthenticatedError(OpenApiError):
+    """The application is already authenticated on this connection."""
+
+    codes = ("CH_CLIENT_ALREADY_AUTHENTICATED",)
+
+
+class AccessTokenInvalidError(OpenApiError):
+    """The access token is invalid, expired or revoked."""
+
+    codes = ("CH_ACCESS_TOKEN_INVALID", "OA_AUTH_TOKEN_EXPIRED")
+
+
+class AccountNotAuthorizedError(OpenApiError):
+    """The trading account is not authorized on this connection, or the token
+    does not grant access to it."""
+
+    codes = (
+        "ACCOUNT_NOT_AUTHORIZED",
+        "CH_CTID_TRADER_ACCOUNT_NOT_FOUND",
+        "RET_NO_SUCH_LOGIN",
+        "RET_ACCOUNT_DISABLED",
+    )
+
+
+class AlreadyLoggedInError(OpenApiError):
+    """The trading account is already authorized on this connection."""
+
+    codes = ("ALREADY_LOGGED_IN",)
+
+
+class RateLimitError(OpenApiError):
+    """The server refused the request because of its rate limits."""
+
+    codes = ("REQUEST_FREQUENCY_EXCEEDED",)
+
+
+class BlockedPayloadTypeError(RateLimitError):
+    """The payload type is blocked for :attr:`retryAfter` seconds."""
+
+    codes = ("BLOCKED_PAYLOAD_TYPE",)
+
+
+class MaintenanceError(OpenApiError):
+    """The server is under maintenance until :attr:`maintenanceEndTimestamp`."""
+
+    codes = ("SERVER_IS_UNDER_MAINTENANCE",)
+
+
+class UnsupportedMessageError(OpenApiError):
+    """The server does not support this message."""
+
+    codes = ("UNSUPPORTED_MESSAGE",)
+
+
+class InvalidRequestError(OpenApiError):
+    """The server found a value in the request invalid."""
+
+    codes = ("INVALID_REQUEST", "TRADING_BAD_STOPS", "TRADING_BAD_PRICES")
+
+
+class NotFoundError(OpenApiError):
+    """The entity (symbol, order, position, ...) does not exist."""
+
+    codes = (
+        "ENTITY_NOT_FOUND",
+        "SYMBOL_NOT_FOUND",
+        "UNKNOWN_SYMBOL",
+        "ORDER_NOT_FOUND",
+        "POSITION_NOT_FOUND",
+    )
+
+
+class MarketClosedError(OpenApiError):
+    """The market for the symbol is closed."""
+
+    codes = ("MARKET_CLOSED", "SYMBOL_HAS_HOLIDAY")
+
+
+class NotEnoughMoneyError(OpenApiError):
+    """The account has not enough free margin for the order."""
+
+    codes = ("NOT_ENOUGH_MONEY",)
+
+
+class BadVolumeError(OpenApiError):
+    """The order volume is outside the symbol's limits or step."""
+
+    codes = ("TRADING_BAD_VOLUME",)
+
+
+class IncorrectBoundariesError(OpenApiError):
+    """The requested time range is invalid or too long for the request."""
+
+    codes = ("INCORRECT_BOUNDARIES",)
+
+
+class OrderError(OpenApiError):
+    """An order was refused after validation (``ProtoOAOrderErrorEvent``).
+
+    Errors carried by a ``ProtoOAOrderErrorEvent`` whose code has a more
+    specific class (for example :class:`NotEnoughMoneyError`) use that class;
+    this one stands for the rest.
+    """
+
+
+_BY_CODE: dict[str, type[OpenApiError]] = {}
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, OpenApiError):
+        for _code in _cls.codes:
+            _BY_CODE[_code] = _cls
+
+#: Payload types whose messages are error answers: ``ProtoErrorRes`` (50),
+#: ``ProtoOAOrderErrorEvent`` (2132) and ``ProtoOAErrorRes`` (2142).
+ERROR_PAYLOAD_TYPES = frozenset({50, 2132, 2142})
+
+
+def _optional(payload: Message, field: str) -> Any:
+    try:
+        return getattr(payload, field) if payload.HasField(field) else None
+    except ValueError:  # the message has no such field
+        return None
+
+
+def errorFromPayload(payload: Message, clientMsgId: str | None = None) -> OpenApiError:
+    """Build the typed exception for a decoded error message.
+
+    :param payload: a decoded ``ProtoErrorRes``, ``ProtoOAErrorRes`` or
+        ``ProtoOAOrderErrorEvent``.
+    :param clientMsgId: the id of the request it answered, if any.
+    :returns: an instance of the :class:`OpenApiError` subclass registered for
+        the error code (:class:`OrderError` for other order errors,
+        :class:`OpenApiError` otherwise).
+    """
+    code = getattr(payload, "errorCode", "") or "UNKNOWN_ERROR"
+    isOrderError = payload.DESCRIPTOR.name == "ProtoOAOrderErrorEvent"
+    cls = _BY_CODE.get(code, OrderError if isOrderError else OpenApiError)
+    return cls(
+        code,
+        getattr(payload, "description", ""),
+        payload=payload,
+        ctidTraderAccountId=_optional(payload, "ctidTraderAccountId"),
+        maintenanceEndTimestamp=_optional(payload, "maintenanceEndTimestamp"),
+        retryAfter=_optional(payload, "retryAfter"),
+        orderId=_optional(payload, "orderId") or None,
+        positionId=_optional(payload, "positionId") or None,
+        clientMsgId=clientMsgId,
+    )
+
+
+# --- local errors -------------------------------------------------------------
+
+
+class RequestTimeout(CTraderError, TimeoutError):
+    """No answer arrived within the response timeout, counted from the moment
+    the request was written. For trading requests the outcome is unknown:
+    reconcile (``ProtoOAReconcileReq``) before acting again."""
+
+    def __init__(self, payloadName: str, clientMsgId: str, timeout: float) -> None:
+        self.payloadName = payloadName
+        self.clientMsgId = clientMsgId
+        self.timeout = timeout
+        super().__init__(
+            f"no answer to {payloadName} (clientMsgId {clientMsgId!r}) within {timeout:g} s"
+        )
+
+
+class ConnectionLostError(CTraderError, ConnectionError):
+    """The connection ended while a request was pending.
+
+    :ivar sent: whether the request had been written to the transport.
+    :ivar reason: the :class:`~twisted.python.failure.Failure` or exception
+        that ended the connection, when known.
+    """
+
+    sent = False
+
+    def __init__(self, message: str, reason: object = None) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class OutcomeUnknownError(ConnectionLostError):
+    """The request was written but the connection ended before its answer.
+
+    The server may or may not have acted on it; it is never re-sent
+    automatically. For orders, reconcile (``ProtoOAReconcileReq`` or the
+    order/deal lists) before sending again.
+    """
+
+    sent = True
+
+
+class NotSentError(ConnectionLostError):
+    """The request was never written: the connection ended (or could not be
+    made) while it waited. It is safe to send again."""
+
+
+class NotConnectedError(CTraderError):
+    """The client is not running or has no connection to send on."""
+
+
+class QueueFullError(CTraderError):
+    """Too many requests are waiting to be written (the send queue is bounded)."""
+
+
+class FrameError(CTraderError):
+    """Base class of errors about a received frame."""
+
+
+class FrameTooLargeError(FrameError):
+    """A frame (or WebSocket message) was larger than the configured maximum."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"frame of {length} bytes exceeds the limit of {limit} bytes")
+
+
+class MalformedFrameError(FrameError):
+    """A frame did not decode as a ``ProtoMessage`` (or a WebSocket text frame
+    arrived where only binary frames are allowed)."""
+
+
+class UnknownMessageError(CTraderError, IndexError):
+    """A message name or payload type is not part of the protocol.
+
+    It is an :class:`IndexError` because the official SDK raises that for an
+    unknown payload, so ported ``except IndexError`` clauses keep working."""
+
+
+class InvalidMessageError(CTraderError, ValueError):
+    """A message could not be built from the given fields (unknown field,
+    wrong type, missing required field or out-of-range value)."""
+
+
+class DuplicateClientMsgIdError(CTraderError, ValueError):
+    """A caller-supplied ``clientMsgId`` is already in use by a pending request."""

@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.test_tcp -*-
+"""TLS TCP transport: 4-byte big-endian length, then one serialized ``ProtoMessage``.
+
+:class:`TcpProtocol` knows bytes and frames only. It hands every complete
+frame to its factory (the request core, :class:`ctrader_twisted.factory.Factory`)
+and writes the frames the core gives it. It is an
+:class:`~twisted.protocols.basic.Int32StringReceiver` (so the framing and
+``sendString`` are the familiar ones), with two changes:
+
+* the maximum frame size is 15,000,000 bytes by default (Twisted's default of
+  99,999 is too small for symbol lists and history) and configurable through
+  the factory's ``maxMessageSize``;
+* received bytes go through a ``bytearray`` buffer, so one large frame that
+  arrives in many small reads costs time linear in its size (Twisted's
+  ``IntNStringReceiver`` re-copies the partial frame on every read: Twisted
+  issue #6358).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
+
+from .errors import FrameTooLargeError
+
+if TYPE_CHECKING:
+    from .factory import Factory
+
+__all__ = ["TcpProtocol", "DEFAULT_MAX_MESSAGE_SIZE", "frame"]
+
+#: Default largest frame accepted, in bytes (the official SDK's limit).
+DEFAULT_MAX_MESSAGE_SIZE = 15_000_000
+
+_LENGTH = struct.Struct("!I")
+_unpackLength = _LENGTH.unpack_from
+_packLength = _LENGTH.pack
+
+
+def frame(data: bytes) -> bytes:
+    """Prefix *data* with its 4-byte big-endian length."""
+    return _packLength(len(data)) + data
+
+
+class TcpProtocol(Int32StringReceiver):
+    """The TCP framing protocol of the Open API.
+
+    Built by :class:`~ctrader_twisted.factory.Factory` (through
+    :meth:`forFactory`); all state is per instance.
+    """
+
+    _log = Logger()
+    MAX_LENGTH = DEFAULT_MAX_MESSAGE_SIZE
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._failed = False
+        self._lost = False
+        self.factory: Factory | None = None
+
+    @classmethod
+    def forFactory(cls, factory: Factory, addr: IAddress | None) -> TcpProtocol:
+        """Build a protocol bound to *factory* (the request core)."""
+        proto = cls()
+        proto.factory = factory
+        proto.MAX_LENGTH = factory.maxMessageSize
+        return proto
+
+    # --- connection life ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        assert self.factory is not None
+        self.factory.connectionReady(self)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self._lost = True
+        self._buffer = bytearray()
+        if self.factory is not None:
+            self.factory.connectionLost(self, reason)
+
+    # --- receiving ------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Split *data* into frames; linear in the bytes received."""
+        if self._failed:
+            return
+        buf = self._buffer
+        if buf:
+            buf += data
+            source: Any = memoryview(buf)
+        else:
+            source = data  # fast path: frames straight from the read
+        size = len(source)
+        offset = 0
+        limit = self.MAX_LENGTH
+        receive = self.stringReceived
+        try:
+            while size - offset >= 4:
+                (length,) = _unpackLength(source, offset)
+                if length > limit:
+                    self._buffer = bytearray()
+                    self.lengthLimitExceeded(length)
+                    return
+                end = offset + 4 + length
+                if end > size:
+                    break
+                receive(bytes(source[offset + 4 : end]))
+                offset = end
+                if self._failed or self._lost or self.paused:
+                    break
+        finally:
+            if source is not data:
+                source.release()
+        if self._failed or self._lost:
+            return
+        if source is not data:
+            if offset:
+                del buf[:offset]
+        elif offset < size:
+            buf += data[offset:] if offset else data
+
+    def stringReceived(self, data: bytes) -> None:
+        """One complete frame: hand it to the core."""
+        assert self.factory is not None
+        self.factory.frameReceived(self, data)
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        """A length prefix over the maximum: report it once and abort."""
+        if self._failed:
+            return
+        self._failed = True
+        error = FrameTooLargeError(length, self.MAX_LENGTH)
+        if self.factory is not None:
+            self.factory.protocolFailed(self, error)
+        else:  # pragma: no cover - a protocol is always built by a factory
+            self.abort()
+
+    # --- sending ----------------------------------------------------------------
+
+    def writeFrame(self, data: bytes) -> None:
+        """Write one serialized ``ProtoMessage`` with its length prefix, now."""
+        self.transport.write(_packLength(len(data)) + data)  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        """Drop the connection at once (used after a protocol error)."""
+        self._failed = True
+        if not self._lost and self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close the connection cleanly after pending writes."""
+        if not self._lost and self.transport is not None:
+            self.transport.loseConnection()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} max={self.MAX_LENGTH}>"

@@ -1,0 +1,1 @@
+"""The ctrader-twisted test suite (run with ``python -m twisted.trial tests``)."""
