@@ -536,6 +536,9 @@ class Factory(ClientFactory):
                 error=str(e),
             )
             return
+        if not message.HasField("payloadType"):
+            self._log.warn("Skipped a {length}-byte frame without a payloadType", length=len(data))
+            return
         if message.clientMsgId:
             request = self._pending.get(message.clientMsgId)
             if request is not None and request.sent and not request.done:
