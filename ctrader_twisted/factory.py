@@ -206,6 +206,7 @@ class Factory(ClientFactory):
         self._listeners: dict[int, list[Listener]] = {}
         self._connectionObservers: list[Callable[[FrameProtocol], Any]] = []
         self._disconnectionObservers: list[Callable[[FrameProtocol, Failure], Any]] = []
+        self._attemptFailureObservers: list[Callable[[Failure], Any]] = []
 
     def __repr__(self) -> str:
         state = "connected" if self.connection is not None else "disconnected"
@@ -256,6 +257,11 @@ class Factory(ClientFactory):
     def addDisconnectionObserver(self, observer: Callable[[FrameProtocol, Failure], Any]) -> None:
         """Call ``observer(protocol, reason)`` whenever a connection ends."""
         self._disconnectionObservers.append(observer)
+
+    def addAttemptFailureObserver(self, observer: Callable[[Failure], Any]) -> None:
+        """Call ``observer(reason)`` when a connection ends before it was ready
+        (for example a TLS certificate that failed verification)."""
+        self._attemptFailureObservers.append(observer)
 
     # --- traffic gate ----------------------------------------------------------
 
@@ -614,6 +620,15 @@ class Factory(ClientFactory):
     def connectionLost(self, connection: FrameProtocol, reason: Failure) -> None:
         """The transport is gone: fail what was written, keep or fail the queue."""
         if connection is not self.connection:
+            if self.connection is None:
+                self._log.warn(
+                    "Connection to {host}:{port} failed before it was ready: {why}",
+                    host=self.host,
+                    port=self.port,
+                    why=str(reason.value),
+                )
+                for attemptObserver in list(self._attemptFailureObservers):
+                    self._safely(attemptObserver, reason)
             return
         self.connection = None
         self.trafficOpen = False

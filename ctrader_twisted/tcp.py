@@ -21,10 +21,11 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IHandshakeListener, ISSLTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .errors import FrameTooLargeError
 
@@ -46,6 +47,7 @@ def frame(data: bytes) -> bytes:
     return _packLength(len(data)) + data
 
 
+@implementer(IHandshakeListener)
 class TcpProtocol(Int32StringReceiver):
     """The TCP framing protocol of the Open API.
 
@@ -73,8 +75,17 @@ class TcpProtocol(Int32StringReceiver):
     # --- connection life ---------------------------------------------------
 
     def connectionMade(self) -> None:
-        assert self.factory is not None
-        self.factory.connectionReady(self)
+        # Over TLS, wait for the handshake (and so the certificate check):
+        # until then nothing is really sent, and a refused certificate must
+        # not look like a connection that was made.
+        if not ISSLTransport.providedBy(self.transport):
+            assert self.factory is not None
+            self.factory.connectionReady(self)
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake succeeded: the peer is verified, the link is ready."""
+        if self.factory is not None and not self._lost:
+            self.factory.connectionReady(self)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._lost = True
