@@ -47,6 +47,8 @@ __all__ = [
     "OutcomeUnknownError",
     "NotSentError",
     "NotConnectedError",
+    "SilentConnectionError",
+    "ServerDisconnectError",
     "QueueFullError",
     "FrameError",
     "FrameTooLargeError",
@@ -341,6 +343,19 @@ class OutcomeUnknownError(ConnectionLostError):
 class NotSentError(ConnectionLostError):
     """The request was never written: the connection ended (or could not be
     made) while it waited. It is safe to send again."""
+
+
+class SilentConnectionError(CTraderError):
+    """Nothing at all arrived for too long (the proxy sends heartbeats): the
+    link is taken as dead and dropped so that a reconnect can begin."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"nothing received for {seconds:g} s; the connection is taken as dead")
+
+
+class ServerDisconnectError(CTraderError):
+    """The server ended the application's session (``ProtoOAClientDisconnectEvent``)."""
 
 
 class NotConnectedError(CTraderError):

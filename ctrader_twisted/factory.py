@@ -49,6 +49,7 @@ from .errors import (
     OutcomeUnknownError,
     QueueFullError,
     RequestTimeout,
+    SilentConnectionError,
     UnknownMessageError,
     errorFromPayload,
 )
@@ -144,6 +145,9 @@ class Factory(ClientFactory):
     :param requestsPerSecond: general rate limit (``None``: no pacing).
     :param historicalRequestsPerSecond: historical-data rate limit.
     :param maxQueuedRequests: bound on requests accepted but not yet written.
+    :param silenceTimeout: drop the connection when nothing at all has been
+        received for this many seconds (``None``: never). Checked four times
+        per period, so the drop comes within 1.25 periods of the last frame.
     """
 
     _log = Logger()
@@ -163,6 +167,7 @@ class Factory(ClientFactory):
         historicalRequestsPerSecond: int | None = 5,
         maxQueuedRequests: int = 10_000,
         useTLS: bool = True,
+        silenceTimeout: float | None = 60.0,
     ) -> None:
         if clock is None:
             raise TypeError("Factory needs a clock (the reactor, or a task.Clock in tests)")
@@ -170,6 +175,8 @@ class Factory(ClientFactory):
             raise ValueError(f"maxMessageSize must be positive, got {maxMessageSize}")
         if heartbeatInterval is not None and heartbeatInterval < 0:
             raise ValueError(f"heartbeatInterval must not be negative, got {heartbeatInterval}")
+        if silenceTimeout is not None and silenceTimeout <= 0:
+            raise ValueError(f"silenceTimeout must be positive or None, got {silenceTimeout}")
         if maxQueuedRequests < 1:
             raise ValueError(f"maxQueuedRequests must be at least 1, got {maxQueuedRequests}")
         self.protocol = protocol
@@ -178,6 +185,7 @@ class Factory(ClientFactory):
         self.port = port
         self.useTLS = useTLS
         self.heartbeatInterval = heartbeatInterval
+        self.silenceTimeout = silenceTimeout
         self.responseTimeout = responseTimeout
         self.maxMessageSize = maxMessageSize
         self.maxQueuedRequests = maxQueuedRequests
@@ -190,8 +198,12 @@ class Factory(ClientFactory):
         #: Whether queued requests wait for a reconnection when the connection
         #: is lost (set by the client while it runs), or fail at once.
         self.keepQueuedOnDisconnect = False
-        #: Time (clock seconds) of the last frame received on this connection.
-        self.lastReceived: float | None = None
+        #: Frames received on the current connection (the silence watchdog
+        #: compares it between its checks; cheaper than reading the clock per frame).
+        self.framesReceived = 0
+        self._watchdog: LoopingCall | None = None
+        self._silentFor = 0.0
+        self._framesAtCheck = 0
 
         self._holdUntilReleased = False
         self._ids = itertools.count(1)
@@ -512,12 +524,18 @@ class Factory(ClientFactory):
         """A transport is ready to carry messages (TCP connected, WebSocket open)."""
         self.connection = connection
         self._failure = None
-        self.lastReceived = self.clock.seconds()
+        self.framesReceived = 0
         self.trafficOpen = not self._holdUntilReleased
         if self.heartbeatInterval:
             self._heartbeat = LoopingCall(self._sendHeartbeat)
             self._heartbeat.clock = self.clock
             self._heartbeat.start(self.heartbeatInterval, now=False)
+        if self.silenceTimeout:
+            self._silentFor = 0.0
+            self._framesAtCheck = 0
+            self._watchdog = LoopingCall(self._checkSilence, self.silenceTimeout / 4)
+            self._watchdog.clock = self.clock
+            self._watchdog.start(self.silenceTimeout / 4, now=False)
         self._log.info("Connected to {host}:{port}", host=self.host, port=self.port)
         for observer in list(self._connectionObservers):
             self._safely(observer, connection)
@@ -528,11 +546,26 @@ class Factory(ClientFactory):
         if self.connection is not None:
             self.connection.writeFrame(HEARTBEAT_FRAME)
 
+    def _checkSilence(self, interval: float) -> None:
+        if self.framesReceived != self._framesAtCheck:
+            self._framesAtCheck = self.framesReceived
+            self._silentFor = 0.0
+            return
+        self._silentFor += interval
+        if self._silentFor >= (self.silenceTimeout or 0) and self.connection is not None:
+            self.abortConnection(SilentConnectionError(self._silentFor))
+
+    def abortConnection(self, cause: CTraderError) -> None:
+        """Drop the current connection at once; pending requests fail with
+        *cause* as the reason. Does nothing when there is no connection."""
+        if self.connection is not None:
+            self.protocolFailed(self.connection, cause)
+
     def frameReceived(self, connection: FrameProtocol, data: bytes) -> None:
         """One complete frame arrived: decode, correlate and dispatch it."""
         if connection is not self.connection:
             return
-        self.lastReceived = self.clock.seconds()
+        self.framesReceived += 1
         try:
             message = ProtoMessage.FromString(data)
         except DecodeError as e:
@@ -632,9 +665,10 @@ class Factory(ClientFactory):
             return
         self.connection = None
         self.trafficOpen = False
-        if self._heartbeat is not None and self._heartbeat.running:
-            self._heartbeat.stop()
-        self._heartbeat = None
+        for loop in (self._heartbeat, self._watchdog):
+            if loop is not None and loop.running:
+                loop.stop()
+        self._heartbeat = self._watchdog = None
         if self._drainCall is not None and self._drainCall.active():
             self._drainCall.cancel()
         self._drainCall = None

@@ -28,6 +28,7 @@ from ctrader_twisted.errors import (
     OutcomeUnknownError,
     QueueFullError,
     RequestTimeout,
+    SilentConnectionError,
     UnknownMessageError,
     UnsupportedMessageError,
 )
@@ -303,6 +304,8 @@ class BadArgumentTests(CoreTestCase):
 
 
 class TimeoutTests(CoreTestCase):
+    factoryOptions = {"silenceTimeout": None}
+
     def test_defaultTimeoutIsFiveSeconds(self) -> None:
         d = self.factory.request("VersionReq")
         self.clock.advance(4.9)
@@ -477,6 +480,46 @@ class HeartbeatTests(CoreTestCase):
     def test_stopAfterDisconnect(self) -> None:
         self.disconnect()
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
+
+
+class SilenceWatchdogTests(CoreTestCase):
+    def test_silentLinkIsDropped(self) -> None:
+        d = self.factory.request("VersionReq", responseTimeoutInSeconds=None)
+        self.clock.pump([5] * 12)  # 60 s with nothing received
+        self.flush()
+        self.assertIsNone(self.factory.connection)
+        error = self.failureResultOf(d, OutcomeUnknownError).value
+        self.assertIsInstance(error.reason, SilentConnectionError)
+        self.assertTrue(self.server.lost)
+
+    def test_anyInboundFrameKeepsTheLinkAlive(self) -> None:
+        for _ in range(20):
+            self.clock.pump([5] * 2)
+            self.server.pushRaw(HEARTBEAT_FRAME)
+            self.flush()
+        self.assertIsNotNone(self.factory.connection)
+        self.clock.pump([5] * 15)  # within 1.25 periods of the last frame
+        self.flush()
+        self.assertIsNone(self.factory.connection)
+
+    def test_ourHeartbeatsDoNotCount(self) -> None:
+        # Outbound heartbeats flow every 10 s, yet a silent peer is still dropped.
+        self.clock.pump([1] * 59)
+        self.assertIsNotNone(self.factory.connection)
+        self.clock.pump([1] * 16)
+        self.flush()
+        self.assertIsNone(self.factory.connection)
+
+
+class ConfiguredSilenceTests(CoreTestCase):
+    factoryOptions = {"silenceTimeout": 8.0}
+
+    def test_configurable(self) -> None:
+        self.clock.pump([1] * 7)
+        self.assertIsNotNone(self.factory.connection)
+        self.clock.pump([1] * 3)
+        self.flush()
+        self.assertIsNone(self.factory.connection)
 
 
 class ConfiguredHeartbeatTests(CoreTestCase):
