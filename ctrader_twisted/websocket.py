@@ -113,6 +113,7 @@ class WebSocketProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         super().__init__()
         self._closeInfo: tuple[bool, int | None, str | None] | None = None
         self._coreNotified = False
+        self._opened = False
         self._dropReason = "the client closed the connection after a protocol error"
 
     # --- construction ---------------------------------------------------------
@@ -170,6 +171,7 @@ class WebSocketProtocol(WebSocketClientProtocol):  # type: ignore[misc]
 
     def onOpen(self) -> None:
         """The opening handshake is done: the connection can carry messages."""
+        self._opened = True
         self.core.connectionReady(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -211,6 +213,10 @@ class WebSocketProtocol(WebSocketClientProtocol):  # type: ignore[misc]
     def _lossReason(self, reason: Failure) -> Failure:
         info = self._closeInfo
         if info is None:
+            return reason
+        if not self._opened and not isinstance(reason.value, (ConnectionDone, ConnectionLost)):
+            # Failed before the WebSocket opened, e.g. a TLS certificate
+            # refused: the real error says more than Autobahn's summary.
             return reason
         wasClean, code, text = info
         if wasClean:
