@@ -17,35 +17,66 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.application.internet import ClientService
-from twisted.internet.defer import Deferred, fail
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .endpoints import clientEndpoint
-from .errors import NotConnectedError, NotSentError
+from .errors import (
+    ERROR_PAYLOAD_TYPES,
+    AccessTokenInvalidError,
+    AccountNotAuthorizedError,
+    AlreadyLoggedInError,
+    ClientAuthenticationError,
+    ConnectionLostError,
+    CTraderError,
+    NotConnectedError,
+    NotSentError,
+    OpenApiError,
+    ServerDisconnectError,
+)
 from .factory import Factory, FrameProtocol
+from .protobuf import Protobuf
+from .session import AccountState, RestoreStep, SessionState
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .tcp import DEFAULT_MAX_MESSAGE_SIZE, TcpProtocol
 
 __all__ = ["Client"]
 
 _DEFAULT = object()
+#: Error codes that mean a restored subscription is already in place.
+_ALREADY_SUBSCRIBED = frozenset({"ALREADY_SUBSCRIBED"})
 
 
 class Client(ClientService):
     """A reconnecting Open API client.
 
+    Two ways to use it:
+
+    * **as the official SDK**: ``send`` requests from the connected callback
+      (application auth included), read answers as ``ProtoMessage``;
+    * **managed session**: give the application credentials
+      (``clientId``/``clientSecret`` or :meth:`authorizeApplication`) and
+      authorize accounts with :meth:`authorizeAccount`. After every
+      (re)connection the client then restores the session before releasing
+      user traffic: application auth, every authorized account, every active
+      subscription (spots with their timestamp option, live trend bars, depth
+      quotes, PnL changes), in that order; :meth:`whenReady` and the ready
+      callback say when. Orders are never re-sent.
+
     :param host: proxy host name (see :class:`~ctrader_twisted.EndPoints`).
     :param port: proxy port (5035).
     :param protocol: transport protocol class: :class:`TcpProtocol` (TLS TCP)
         or :class:`~ctrader_twisted.websocket.WebSocketProtocol` (``wss://``).
-    :param retryPolicy: ``ClientService`` retry policy (seconds to wait
-        before attempt *n*); Twisted's ``backoffPolicy()`` by default.
+    :param retryPolicy: seconds to wait before reconnection attempt *n*
+        (exponential backoff with jitter by default: 1.5 s growing by 1.5x to
+        60 s, plus up to 1 s). Failed session restores count as failed attempts.
     :param clock: time source for timeouts, heartbeats, pacing and retries
         (defaults to *reactor*).
-    :param prepareConnection: passed to ``ClientService`` for compatibility.
+    :param prepareConnection: passed to ``ClientService`` for compatibility;
+        prefer the managed session (see the Twisted traps in the docs).
     :param numberOfMessagesToSendPerSecond: the official SDK's throttle
         setting, honoured as the general rate limit when given (the official
         default of 5 is not copied: the server allows 50).
@@ -59,12 +90,16 @@ class Client(ClientService):
         building one (tests, proxies).
     :param heartbeatInterval: seconds between heartbeats (10).
     :param responseTimeout: default response timeout, seconds (5).
+    :param silenceTimeout: drop and reconnect when nothing was received for
+        this long, seconds (60; ``None`` disables).
     :param maxMessageSize: largest frame accepted, bytes (15,000,000).
     :param requestsPerSecond: general rate limit (50).
     :param historicalRequestsPerSecond: historical-data rate limit (5).
     :param maxQueuedRequests: bound of the queue of unsent requests.
     :param failFast: fail sends at once while disconnected instead of
-        queueing them until the connection is back.
+        queueing them until the session is back.
+    :param clientId: application client id (turns on the managed session).
+    :param clientSecret: application client secret; never logged.
     """
 
     _log = Logger()
@@ -85,16 +120,21 @@ class Client(ClientService):
         endpoint: IStreamClientEndpoint | None = None,
         heartbeatInterval: float | None = 10.0,
         responseTimeout: float | None = 5.0,
+        silenceTimeout: float | None = 60.0,
         maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
         requestsPerSecond: int | None = 50,
         historicalRequestsPerSecond: int | None = 5,
         maxQueuedRequests: int = 10_000,
         failFast: bool = False,
+        clientId: str | None = None,
+        clientSecret: str | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string, got {host!r}")
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
+        if (clientId is None) != (clientSecret is None):
+            raise ValueError("give both clientId and clientSecret, or neither")
         if reactor is None and (endpoint is None or clock is None):
             from twisted.internet import reactor as globalReactor
 
@@ -106,6 +146,10 @@ class Client(ClientService):
         self.host = host
         self.port = port
         self.failFast = failFast
+        self.clock = clock
+        self.session = SessionState()
+        if clientId is not None:
+            self.session.setApplication(clientId, clientSecret)  # type: ignore[arg-type]
         self.factory = Factory(
             protocol,
             clock,
@@ -118,38 +162,68 @@ class Client(ClientService):
             historicalRequestsPerSecond=historicalRequestsPerSecond,
             maxQueuedRequests=maxQueuedRequests,
             useTLS=useTLS,
+            silenceTimeout=silenceTimeout,
         )
         if endpoint is None:
             endpoint = clientEndpoint(reactor, host, port, useTLS=useTLS, trustRoot=trustRoot)
+        self._basePolicy = retryPolicy if retryPolicy is not None else backoffPolicy()
         super().__init__(
             endpoint,
             self.factory,
-            retryPolicy=retryPolicy,
+            retryPolicy=self._retryDelay,
             clock=clock,
             prepareConnection=prepareConnection,
         )
         self._connectedCallback: Callable[[Client], Any] | None = None
         self._disconnectedCallback: Callable[[Client, Failure], Any] | None = None
         self._messageReceivedCallback: Callable[[Client, ProtoMessage], Any] | None = None
+        self._readyCallback: Callable[[Client], Any] | None = None
+        self._accountLostCallback: Callable[[Client, int, CTraderError], Any] | None = None
+        self._tokensCallback: Callable[[Client, Any], Any] | None = None
+        self._refreshToken: str | None = None
+        self._refreshing: Deferred[Any] | None = None
+        self._ready = False
+        self._readyWaiters: list[Deferred[Client]] = []
+        self._fatal: CTraderError | None = None
+        #: consecutive failed session restores (drives the backoff with the
+        #: attempt count, which ClientService resets on every TCP connect)
+        self.restoreFailures = 0
+        self._notBefore = 0.0
+        self._restoring: FrameProtocol | None = None
         self.factory.addConnectionObserver(self._connected)
         self.factory.addDisconnectionObserver(self._disconnected)
         self.factory.addMessageCallback(self._received)
+        self.factory.addListener("ProtoOAClientDisconnectEvent", self._serverDisconnected)
+        self.factory.addListener("ProtoOAAccountsTokenInvalidatedEvent", self._tokensInvalidated)
+        self.factory.addListener("ProtoOAAccountDisconnectEvent", self._accountDisconnected)
 
     def __repr__(self) -> str:
-        state = "connected" if self.isConnected else ("running" if self.running else "stopped")
+        if self._ready:
+            state = "ready"
+        elif self.isConnected:
+            state = "connected"
+        else:
+            state = "running" if self.running else "stopped"
         return f"<{type(self).__name__} {self.host}:{self.port} {state}>"
 
-    # --- official SDK API ------------------------------------------------------------
+    # --- life cycle ------------------------------------------------------------------
 
     @property
     def isConnected(self) -> bool:
         """Whether a connection is up and ready to carry messages."""
         return self.factory.connection is not None
 
+    @property
+    def isReady(self) -> bool:
+        """Whether the connection is up and (for a managed session) restored."""
+        return self._ready
+
     def startService(self) -> None:
         """Start connecting (and reconnecting after every loss)."""
         if self.running:
             return
+        self._fatal = None
+        self.restoreFailures = 0
         self.factory.keepQueuedOnDisconnect = not self.failFast
         super().startService()
 
@@ -159,17 +233,52 @@ class Client(ClientService):
         Requests still waiting to be written fail with
         :class:`~ctrader_twisted.errors.NotSentError`; written ones with
         :class:`~ctrader_twisted.errors.OutcomeUnknownError` when the
-        connection closes.
+        connection closes. :meth:`whenReady` waiters fail with
+        :class:`~ctrader_twisted.errors.NotConnectedError` (or the permanent
+        error that stopped the client).
 
         :returns: a Deferred that fires when the connection is closed.
         """
         self.factory.keepQueuedOnDisconnect = False
-        self.factory.failQueued(NotSentError("the client was stopped before the request was sent"))
+        cause = self._fatal
+        reason = (
+            f"the client stopped: {cause}" if cause is not None else "the client was stopped"
+        )
+        self.factory.failQueued(NotSentError(f"{reason} before the request was sent", cause))
+        self._failWaiters(cause or NotConnectedError(reason))
         if not self.running:
-            from twisted.internet.defer import succeed
-
             return succeed(None)
         return super().stopService()  # type: ignore[no-any-return]
+
+    def whenReady(self) -> Deferred[Client]:
+        """A new Deferred that fires with this client when it is ready.
+
+        Ready means connected and, for a managed session, restored. It fails
+        with a permanent error (:class:`~ctrader_twisted.errors.ClientAuthenticationError`,
+        for instance) if the client stops because of one, or with
+        :class:`~ctrader_twisted.errors.NotConnectedError` if it is stopped.
+        """
+        if self._ready:
+            return succeed(self)
+        if self._fatal is not None:
+            return fail(self._fatal)
+        if not self.running:
+            return fail(NotConnectedError("the client is not running: call startService() first"))
+        d: Deferred[Client] = Deferred(lambda d: self._readyWaiters.remove(d) if d in self._readyWaiters else None)
+        self._readyWaiters.append(d)
+        return d
+
+    def _retryDelay(self, attempt: int) -> float:
+        delay = float(self._basePolicy(max(attempt, self.restoreFailures)))
+        wait = self._notBefore - self.clock.seconds()
+        return max(delay, wait)
+
+    def _failWaiters(self, error: CTraderError) -> None:
+        waiters, self._readyWaiters = self._readyWaiters, []
+        for waiter in waiters:
+            waiter.errback(error)
+
+    # --- official SDK API ------------------------------------------------------------
 
     def setConnectedCallback(self, callback: Callable[[Client], Any] | None) -> None:
         """Call ``callback(client)`` each time a connection is made."""
@@ -233,17 +342,260 @@ class Client(ClientService):
         timeout: Any,
         raw: bool,
         params: dict[str, Any],
+        priority: bool = False,
     ) -> Deferred[Any]:
         if timeout is _DEFAULT:
             timeout = ...
         if not self.running:
             # Validate anyway: bad arguments must fail the same way whatever the state.
             self.factory.buildEnvelope(message, clientMsgId, **params)
-            return fail(NotConnectedError("the client is not running: call startService() first"))
-        if self.failFast and self.factory.connection is None:
+            return fail(self._fatal or NotConnectedError("the client is not running: call startService() first"))
+        if self.failFast and not (self._ready or (priority and self.isConnected)):
             self.factory.buildEnvelope(message, clientMsgId, **params)
-            return fail(NotConnectedError("not connected (failFast is set)"))
-        return self.factory.send(message, clientMsgId, timeout, raw=raw, **params)
+            return fail(NotConnectedError("the session is not ready (failFast is set)"))
+        payload = None if isinstance(message, ProtoMessage) else Protobuf.build(message, **params)
+        d = self.factory.send(
+            payload if payload is not None else message,
+            clientMsgId,
+            timeout,
+            raw=raw,
+            priority=priority,
+        )
+        if payload is not None and payload.DESCRIPTOR.name in _TRACKED:
+            d.addCallback(self._observe, payload, raw)
+        return d
+
+    def _observe(self, result: Any, payload: Any, raw: bool) -> Any:
+        if raw and result.payloadType in ERROR_PAYLOAD_TYPES:
+            return result
+        self.session.observe(payload)
+        return result
+
+    # --- managed session ----------------------------------------------------------------
+
+    def authorizeApplication(self, clientId: str, clientSecret: str) -> Deferred[Any]:
+        """Authenticate the application now and after every reconnection.
+
+        :returns: a Deferred that fires when the session is ready (the
+            application authenticated) with this client, or fails with
+            :class:`~ctrader_twisted.errors.ClientAuthenticationError` (the
+            client then stops: the credentials are wrong).
+        """
+        self.session.setApplication(clientId, clientSecret)
+        self.factory.holdTraffic(True)
+        if self.isConnected and self._ready:
+            return self._runStep(
+                RestoreStep("ProtoOAApplicationAuthReq", self.session.applicationFields(), None, "application")
+            ).addCallback(lambda _: self)
+        return self.whenReady()
+
+    def authorizeAccount(self, ctidTraderAccountId: int, accessToken: str) -> Deferred[Any]:
+        """Authorize a trading account now and after every reconnection.
+
+        ``ALREADY_LOGGED_IN`` counts as success.
+
+        :returns: a Deferred that fires with ``ProtoOAAccountAuthRes`` (or
+            ``None`` when the account was already logged in), or fails with
+            :class:`~ctrader_twisted.errors.AccessTokenInvalidError` /
+            :class:`~ctrader_twisted.errors.AccountNotAuthorizedError`; the
+            account is then forgotten.
+        """
+        if not self.session.managed:
+            raise NotConnectedError(
+                "authorizeAccount needs the application credentials: pass clientId and "
+                "clientSecret to Client or call authorizeApplication() first"
+            )
+        account = self.session.addAccount(ctidTraderAccountId, accessToken)
+        return self.whenReady().addCallback(lambda _: self._authorize(account))
+
+    def logoutAccount(self, ctidTraderAccountId: int) -> Deferred[Any]:
+        """Log an account out and stop restoring it."""
+        self.session.removeAccount(ctidTraderAccountId)
+        return self.request("ProtoOAAccountLogoutReq", ctidTraderAccountId=ctidTraderAccountId)
+
+    def setReadyCallback(self, callback: Callable[[Client], Any] | None) -> None:
+        """Call ``callback(client)`` each time the session is ready (restored)."""
+        self._readyCallback = callback
+
+    def setAccountLostCallback(self, callback: Callable[[Client, int, CTraderError], Any] | None) -> None:
+        """Call ``callback(client, ctidTraderAccountId, error)`` when an account
+        is dropped for good (its token was refused and could not be renewed)."""
+        self._accountLostCallback = callback
+
+    def setTokenRefresher(self, refreshToken: str, onTokensRefreshed: Callable[[Client, Any], Any]) -> None:
+        """Renew access tokens with ``ProtoOARefreshTokenReq`` when they are refused.
+
+        When an account's token is invalidated (or refused while restoring),
+        the client refreshes it, re-authorizes the accounts that used it and
+        calls ``onTokensRefreshed(client, ProtoOARefreshTokenRes)``: store the
+        new access and refresh tokens there (the old refresh token no longer
+        works).
+        """
+        if not refreshToken:
+            raise ValueError("refreshToken must be a non-empty string")
+        self._refreshToken = refreshToken
+        self._tokensCallback = onTokensRefreshed
+
+    def refreshAccessToken(self) -> Deferred[Any]:
+        """Refresh the access token now (see :meth:`setTokenRefresher`).
+
+        :returns: a Deferred firing with ``ProtoOARefreshTokenRes``.
+        """
+        if self._refreshToken is None:
+            return fail(NotConnectedError("no refresh token: call setTokenRefresher() first"))
+        if self._refreshing is not None:  # one refresh at a time: a refresh token works once
+            waiter: Deferred[Any] = Deferred()
+            self._refreshing.addBoth(_relay, waiter)
+            return waiter
+        d = self._send(
+            "ProtoOARefreshTokenReq", None, _DEFAULT, False, {"refreshToken": self._refreshToken}, priority=True
+        )
+
+        def refreshed(res: Any) -> Any:
+            self._refreshToken = res.refreshToken
+            for account in self.session.accounts.values():
+                account.accessToken = res.accessToken
+            self._log.info("Access token refreshed; it expires in {seconds} s", seconds=res.expiresIn)
+            if self._tokensCallback is not None:
+                try:
+                    self._tokensCallback(self, res)
+                except Exception:
+                    self._log.failure("Exception in the tokens-refreshed callback")
+            return res
+
+        def done(result: Any) -> Any:
+            self._refreshing = None
+            return result
+
+        d.addCallback(refreshed)
+        d.addBoth(done)
+        self._refreshing = d
+        return d
+
+    def _authorize(self, account: AccountState) -> Deferred[Any]:
+        d = self._runStep(self.session.accountStep(account))
+
+        def refused(failure: Failure) -> Any:
+            failure.trap(AccessTokenInvalidError, AccountNotAuthorizedError)
+            self._dropAccount(account.ctidTraderAccountId, failure.value)
+            return failure
+
+        return d.addErrback(refused)
+
+    def _runStep(self, step: RestoreStep) -> Deferred[Any]:
+        d = self._send(step.name, None, _DEFAULT, False, dict(step.fields), priority=True)
+        if step.kind == "account":
+            def alreadyLoggedIn(failure: Failure) -> Any:
+                failure.trap(AlreadyLoggedInError)
+                account = self.session.accounts.get(step.ctidTraderAccountId)  # type: ignore[arg-type]
+                if account is not None:
+                    account.authorizedWith = step.fields["accessToken"]
+                return None
+
+            d.addErrback(alreadyLoggedIn)
+        elif step.kind == "subscription":
+            def alreadySubscribed(failure: Failure) -> Any:
+                failure.trap(OpenApiError)
+                if failure.value.errorCode in _ALREADY_SUBSCRIBED:
+                    return None
+                return failure
+
+            d.addErrback(alreadySubscribed)
+        return d
+
+    def _dropAccount(self, ctidTraderAccountId: int, error: CTraderError) -> None:
+        if self.session.removeAccount(ctidTraderAccountId) is None:
+            return
+        self._log.error(
+            "Account {account} dropped: {error}", account=ctidTraderAccountId, error=str(error)
+        )
+        if self._accountLostCallback is not None:
+            try:
+                self._accountLostCallback(self, ctidTraderAccountId, error)
+            except Exception:
+                self._log.failure("Exception in the account-lost callback")
+
+    async def _restore(self, connection: FrameProtocol) -> None:
+        """Rebuild the session on a new connection, then release user traffic."""
+        if self.session.managed:
+            await self._runStep(
+                RestoreStep("ProtoOAApplicationAuthReq", self.session.applicationFields(), None, "application")
+            )
+        for account in list(self.session.accounts.values()):
+            if self.factory.connection is not connection:
+                return
+            try:
+                await self._runStep(self.session.accountStep(account))
+            except (AccessTokenInvalidError, AccountNotAuthorizedError) as error:
+                if self._refreshToken is None or not isinstance(error, AccessTokenInvalidError):
+                    self._dropAccount(account.ctidTraderAccountId, error)
+                    continue
+                await self.refreshAccessToken()
+                try:
+                    await self._runStep(self.session.accountStep(account))
+                except (AccessTokenInvalidError, AccountNotAuthorizedError) as again:
+                    self._dropAccount(account.ctidTraderAccountId, again)
+        for account in list(self.session.accounts.values()):
+            for step in self.session.subscriptionSteps(account):
+                if self.factory.connection is not connection:
+                    return
+                await self._runStep(step)
+
+    def _startRestore(self, connection: FrameProtocol) -> None:
+        self._restoring = connection
+        d = ensureDeferred(self._restore(connection))
+        d.addCallbacks(self._restored, self._restoreFailed, callbackArgs=(connection,), errbackArgs=(connection,))
+
+    def _restored(self, _: Any, connection: FrameProtocol) -> None:
+        if self.factory.connection is not connection:
+            return
+        self._restoring = None
+        self.restoreFailures = 0
+        self._notBefore = 0.0
+        self._becomeReady()
+
+    def _restoreFailed(self, failure: Failure, connection: FrameProtocol) -> None:
+        self._restoring = None
+        error = failure.value
+        if isinstance(error, ClientAuthenticationError):
+            self._log.error("Application authentication refused: {error}; stopping", error=str(error))
+            self._stopForGood(error)
+            return
+        if isinstance(error, ConnectionLostError) or self.factory.connection is not connection:
+            # The connection went away mid-restore: the reconnect loop goes on.
+            self.restoreFailures += 1
+            return
+        if not isinstance(error, CTraderError):
+            self._log.failure("Unexpected error while restoring the session", failure)
+        self.restoreFailures += 1
+        if isinstance(error, OpenApiError) and error.maintenanceEndTimestamp:
+            self._notBefore = _maintenanceEnd(error)
+            self._log.warn(
+                "Server under maintenance; reconnecting after {end}", end=error.maintenanceEndTimestamp
+            )
+        self._log.warn(
+            "Session restore failed ({error}); reconnecting (failure {n})",
+            error=str(error),
+            n=self.restoreFailures,
+        )
+        self.factory.abortConnection(error if isinstance(error, CTraderError) else CTraderError(str(error)))
+
+    def _stopForGood(self, error: CTraderError) -> None:
+        self._fatal = error
+        self.stopService()
+
+    def _becomeReady(self) -> None:
+        self._ready = True
+        self.factory.releaseTraffic()
+        self._log.info("Session ready on {host}:{port}", host=self.host, port=self.port)
+        waiters, self._readyWaiters = self._readyWaiters, []
+        for waiter in waiters:
+            waiter.callback(self)
+        if self._readyCallback is not None:
+            try:
+                self._readyCallback(self)
+            except Exception:
+                self._log.failure("Exception in the ready callback")
 
     # --- listeners ------------------------------------------------------------------------
 
@@ -265,11 +617,103 @@ class Client(ClientService):
     def _connected(self, connection: FrameProtocol) -> None:
         if self._connectedCallback is not None:
             self._connectedCallback(self)
+        if self.session.managed:
+            self.factory.holdTraffic(True)
+            self.factory.trafficOpen = False
+            self._startRestore(connection)
+        else:
+            self._becomeReady()
 
     def _disconnected(self, connection: FrameProtocol, reason: Failure) -> None:
+        self._ready = False
+        self.session.forgetConnection()
         if self._disconnectedCallback is not None:
             self._disconnectedCallback(self, reason)
 
     def _received(self, message: ProtoMessage) -> None:
         if self._messageReceivedCallback is not None:
             self._messageReceivedCallback(self, message)
+
+    def _serverDisconnected(self, event: Any) -> None:
+        self.restoreFailures += 1
+        self._log.warn("The server ended the session: {reason}", reason=event.reason or "no reason given")
+        self.factory.abortConnection(ServerDisconnectError(event.reason or "ProtoOAClientDisconnectEvent"))
+
+    def _tokensInvalidated(self, event: Any) -> None:
+        for accountId in event.ctidTraderAccountIds:
+            account = self.session.accounts.get(accountId)
+            if account is None:
+                continue
+            account.authorizedWith = None
+            self._log.warn(
+                "Access token of account {account} invalidated: {reason}",
+                account=accountId,
+                reason=event.reason or "no reason given",
+            )
+            self._reauthorize(account)
+
+    def _accountDisconnected(self, event: Any) -> None:
+        account = self.session.accounts.get(event.ctidTraderAccountId)
+        if account is not None and self._ready:
+            self._log.warn("Account {account} was disconnected by the server; re-authorizing",
+                           account=event.ctidTraderAccountId)
+            account.authorizedWith = None
+            self._reauthorize(account)
+
+    def _reauthorize(self, account: AccountState) -> None:
+        if not self.isConnected:
+            return
+
+        async def again() -> None:
+            try:
+                await self._runStep(self.session.accountStep(account))
+            except AccessTokenInvalidError as error:
+                if self._refreshToken is None:
+                    self._dropAccount(account.ctidTraderAccountId, error)
+                    return
+                await self.refreshAccessToken()
+                await self._runStep(self.session.accountStep(account))
+            for step in self.session.subscriptionSteps(account):
+                await self._runStep(step)
+
+        def failed(failure: Failure) -> None:
+            if failure.check(AccessTokenInvalidError, AccountNotAuthorizedError):
+                self._dropAccount(account.ctidTraderAccountId, failure.value)
+            else:
+                self._log.warn("Re-authorizing account {account} failed: {error}",
+                               account=account.ctidTraderAccountId, error=str(failure.value))
+
+        ensureDeferred(again()).addErrback(failed)
+
+
+_TRACKED = frozenset(
+    {
+        "ProtoOAAccountAuthReq",
+        "ProtoOAAccountLogoutReq",
+        "ProtoOASubscribeSpotsReq",
+        "ProtoOAUnsubscribeSpotsReq",
+        "ProtoOASubscribeLiveTrendbarReq",
+        "ProtoOAUnsubscribeLiveTrendbarReq",
+        "ProtoOASubscribeDepthQuotesReq",
+        "ProtoOAUnsubscribeDepthQuotesReq",
+        "ProtoOAv1PnLChangeSubscribeReq",
+        "ProtoOAv1PnLChangeUnSubscribeReq",
+    }
+)
+
+
+def _relay(result: Any, waiter: Deferred[Any]) -> Any:
+    """Pass *result* on to *waiter* and leave it unchanged for the chain."""
+    if isinstance(result, Failure):
+        waiter.errback(result)
+    else:
+        waiter.callback(result)
+    return result
+
+
+def _maintenanceEnd(error: OpenApiError) -> float:
+    """Maintenance end as clock seconds: ``ProtoErrorRes`` sends milliseconds,
+    ``ProtoOAErrorRes`` (per its spec) seconds; values past year 5138 in
+    seconds are taken as milliseconds."""
+    value = float(error.maintenanceEndTimestamp or 0)
+    return value / 1000.0 if value > 1e11 else value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from .errors import InvalidMessageError, UnknownMessageError
@@ -27,7 +28,11 @@ __all__ = ["Protobuf", "MessageKey", "SECRET_FIELDS", "redact"]
 
 #: What identifies a message type: a class, a full name (``"ProtoOAVersionReq"``),
 #: a short name (``"VersionReq"``) or a payload type number (``2104``).
-MessageKey = "type[Message] | str | int"
+MessageKey = type[Message] | str | int
+
+_TYPE_NAMES = {
+    value: key[len("TYPE_"):].lower() for key, value in vars(FieldDescriptor).items() if key.startswith("TYPE_")
+}
 
 #: Field names whose values are secrets: never logged, never shown in reprs.
 SECRET_FIELDS = frozenset({"clientSecret", "accessToken", "refreshToken"})
@@ -195,26 +200,38 @@ def payloadTypeOf(msgClass: type[Message] | Message) -> int | None:
     return int(field.default_value)
 
 
+def _expected(field: FieldDescriptor) -> str:
+    if field.message_type is not None:
+        kind = field.message_type.name
+    elif field.enum_type is not None:
+        kind = field.enum_type.name
+    else:
+        kind = _TYPE_NAMES.get(field.type, "value")
+    return f"repeated {kind}" if field.is_repeated else kind
+
+
 def _construct(msgClass: type[Message], params: dict[str, Any]) -> Message:
     try:
         return msgClass(**params)
-    except (ValueError, TypeError) as e:
-        fields = msgClass.DESCRIPTOR.fields_by_name
-        for key in params:
-            if key not in fields:
-                close = difflib.get_close_matches(key, list(fields), n=2)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise InvalidMessageError(
-                    f"{msgClass.DESCRIPTOR.name} has no field {key!r}{hint}"
-                ) from None
-        # A value of the wrong type: protobuf names the field; never echo values
-        # (they may be secrets).
-        raise InvalidMessageError(f"bad field value for {msgClass.DESCRIPTOR.name}: {_scrub(e)}") from None
-
-
-def _scrub(error: Exception) -> str:
-    text = str(error)
-    return text.split(" has type ")[-1] if " has type " in text else text
+    except (ValueError, TypeError):
+        pass
+    fields = msgClass.DESCRIPTOR.fields_by_name
+    name = msgClass.DESCRIPTOR.name
+    for key in params:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=2)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise InvalidMessageError(f"{name} has no field {key!r}{hint}")
+    for key, value in params.items():
+        try:
+            msgClass(**{key: value})
+        except (ValueError, TypeError):
+            # Never echo the value: it may be a secret.
+            raise InvalidMessageError(
+                f"bad value for {name}.{key}: expected {_expected(fields[key])}, "
+                f"got a {type(value).__name__} that does not fit"
+            ) from None
+    raise InvalidMessageError(f"bad field values for {name}")  # pragma: no cover - each alone fits
 
 
 #: Fields that must be strictly positive when set (volumes in cents).

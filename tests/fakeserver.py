@@ -89,6 +89,8 @@ class MemoryEndpoint:
         self.servers: list[ScriptedServer] = []
         self.pumps: list[iosim.IOPump] = []
         self.refuse = False
+        #: called with each new server before it is connected (set auto-answers here)
+        self.onServer: Any = None
 
     def connect(self, factory: Any) -> Any:
         if self.refuse:
@@ -97,6 +99,8 @@ class MemoryEndpoint:
 
             return fail(ConnectionRefusedError())
         server = ScriptedServer()
+        if self.onServer is not None:
+            self.onServer(server)
         serverFactory = ServerFactory.forProtocol(lambda: server)
         clientProto = factory.buildProtocol(None)
         serverProto = serverFactory.buildProtocol(None)

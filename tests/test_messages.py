@@ -917,9 +917,3 @@ class RuntimeTests(SynchronousTestCase):
 
         event = ProtoOASpotEvent(ctidTraderAccountId=1, symbolId=2, bid=110000)
         self.assertEqual(pickle.loads(pickle.dumps(event)), event)
-
-    test_messagesPickle.todo = (  # type: ignore[attr-defined]
-        "generated classes report __module__ 'OpenApiMessages_pb2' (not the package "
-        "path): tools/regenerate_messages.py should pass __name__ to "
-        "BuildTopDescriptorsAndMessages"
-    )

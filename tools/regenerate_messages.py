@@ -47,6 +47,12 @@ def _rewrite_py(text: str) -> str:
     if _DEFAULT_POOL not in text:
         raise RuntimeError("protoc output changed shape: no default-pool registration found")
     text = text.replace(_DEFAULT_POOL, "_POOL.AddSerializedFile(")
+    # Classes get the package module name (pickling, reprs), not the bare one.
+    text = re.sub(
+        r"BuildTopDescriptorsAndMessages\(DESCRIPTOR, '\w+_pb2', _globals\)",
+        "BuildTopDescriptorsAndMessages(DESCRIPTOR, __name__, _globals)",
+        text,
+    )
     return text.replace(
         "# @@protoc_insertion_point(imports)",
         "from ._pool import POOL as _POOL\n# @@protoc_insertion_point(imports)",

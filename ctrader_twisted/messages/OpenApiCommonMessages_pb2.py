@@ -30,7 +30,7 @@ DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1bOpenApiCommonMessages.proto\x1a Ope
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'OpenApiCommonMessages_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, __name__, _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROTOMESSAGE']._serialized_start=65

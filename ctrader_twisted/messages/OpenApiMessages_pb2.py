@@ -30,7 +30,7 @@ DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x15OpenApiMessages.proto\x1a\x1aOpenAp
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'OpenApiMessages_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, __name__, _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROTOOAGETTRENDBARSRES'].fields_by_name['timestamp']._loaded_options = None

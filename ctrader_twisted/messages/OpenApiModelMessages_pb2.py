@@ -29,7 +29,7 @@ DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1aOpenApiModelMessages.proto\"R\n\x0c
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'OpenApiModelMessages_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, __name__, _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROTOOASYMBOL'].fields_by_name['commission']._loaded_options = None
