@@ -12,5 +12,6 @@ from .endpoints import EndPoints
 from .factory import Factory
 from .protobuf import Protobuf
 from .tcp import TcpProtocol
+from .websocket import WebSocketProtocol
 
-__all__ = ["__version__", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol"]
+__all__ = ["__version__", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol"]

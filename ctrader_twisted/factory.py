@@ -544,7 +544,11 @@ class Factory(ClientFactory):
 
     def _sendHeartbeat(self) -> None:
         if self.connection is not None:
-            self.connection.writeFrame(HEARTBEAT_FRAME)
+            try:
+                self.connection.writeFrame(HEARTBEAT_FRAME)
+            except Exception:
+                # Never let a transport's refusal stop the LoopingCall for good.
+                self._log.failure("Could not write a heartbeat")
 
     def _checkSilence(self, interval: float) -> None:
         if self.framesReceived != self._framesAtCheck:
