@@ -1,0 +1,35 @@
+# -*- test-case-name: tests.test_simulator -*-
+"""A local cTrader Open API server for offline development, tests and benchmarks.
+
+What moto is to boto: a server that speaks the Open API over TLS TCP and
+``wss://`` with real semantics (authentication, reference data, market data,
+trading, errors, rate limits, heartbeats, idle timeout), deterministic from a
+seed, with fault injection and a burst mode. See ``docs/simulator.rst``.
+
+Typical use in a trial test::
+
+    from ctrader_twisted import Client
+    from ctrader_twisted.simulator import Simulator
+
+    sim = Simulator(seed=1)
+    listening = sim.listen(reactor)
+    self.addCleanup(sim.stop)
+    client = Client("localhost", listening.tlsPort, trustRoot=listening.caCertificate, reactor=reactor)
+
+Importing this package does not import the global reactor.
+"""
+
+from .certs import CertificateSet, loadOrMintCertificates, mintCertificates
+from .faults import Faults
+from .server import Listening, Simulator
+from .session import Session
+
+__all__ = [
+    "Simulator",
+    "Listening",
+    "Faults",
+    "Session",
+    "CertificateSet",
+    "mintCertificates",
+    "loadOrMintCertificates",
+]

@@ -1,0 +1,303 @@
+"""Accounts, tokens and the trading records the simulator keeps per account.
+
+Plain data: the rules that change them live in :mod:`.trading`. Money is in
+cents of the deposit currency (``moneyDigits`` 2), volumes in cents of units,
+order and position prices as floats (as on the wire), spot prices as integers
+in 1/100000 of a unit.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..messages.OpenApiModelMessages_pb2 import (
+    ProtoOAClosePositionDetail,
+    ProtoOACtidTraderAccount,
+    ProtoOADeal,
+    ProtoOAOrder,
+    ProtoOAPosition,
+    ProtoOATradeData,
+    ProtoOATrader,
+)
+from .data import DEPOSIT_ASSET_ID
+
+__all__ = ["Token", "Account", "Position", "Order", "Deal"]
+
+BUY = 1
+SELL = 2
+
+
+class Token:
+    """An access token and its refresh token, granting a set of accounts.
+
+    :ivar valid: false once refreshed away or revoked.
+    """
+
+    __slots__ = ("accessToken", "refreshToken", "accountIds", "expiresIn", "valid", "userId")
+
+    def __init__(
+        self, accessToken: str, refreshToken: str, accountIds: list[int], expiresIn: int = 2628000, userId: int = 1
+    ) -> None:
+        self.accessToken = accessToken
+        self.refreshToken = refreshToken
+        self.accountIds = list(accountIds)
+        self.expiresIn = expiresIn
+        self.valid = True
+        self.userId = userId
+
+    def __repr__(self) -> str:  # tokens are secrets: never shown
+        return f"<Token for accounts {self.accountIds} valid={self.valid}>"
+
+
+@dataclass(eq=False)
+class Position:
+    """One position (hedged accounts: every filled opening order makes one)."""
+
+    positionId: int
+    symbolId: int
+    tradeSide: int
+    volume: int
+    price: float
+    openTimestamp: int
+    status: int = 3  # POSITION_STATUS_CREATED until filled
+    stopLoss: float | None = None
+    takeProfit: float | None = None
+    commission: int = 0
+    swap: int = 0
+    usedMargin: int = 0
+    marginRate: float = 0.0
+    label: str = ""
+    comment: str = ""
+    trailingStopLoss: bool = False
+    lastUpdate: int = 0
+    closeTimestamp: int | None = None
+
+    def toProto(self) -> ProtoOAPosition:
+        """The ``ProtoOAPosition`` form."""
+        trade = ProtoOATradeData(
+            symbolId=self.symbolId,
+            volume=self.volume,
+            tradeSide=self.tradeSide,
+            openTimestamp=self.openTimestamp,
+            guaranteedStopLoss=False,
+            measurementUnits="",
+        )
+        if self.label:
+            trade.label = self.label
+        if self.comment:
+            trade.comment = self.comment
+        if self.closeTimestamp is not None:
+            trade.closeTimestamp = self.closeTimestamp
+        p = ProtoOAPosition(
+            positionId=self.positionId,
+            tradeData=trade,
+            positionStatus=self.status,
+            swap=self.swap,
+            price=self.price,
+            utcLastUpdateTimestamp=self.lastUpdate,
+            commission=self.commission,
+            marginRate=self.marginRate,
+            mirroringCommission=0,
+            guaranteedStopLoss=False,
+            usedMargin=self.usedMargin,
+            moneyDigits=2,
+            trailingStopLoss=self.trailingStopLoss,
+        )
+        if self.stopLoss is not None:
+            p.stopLoss = self.stopLoss
+            p.stopLossTriggerMethod = 1  # TRADE
+        if self.takeProfit is not None:
+            p.takeProfit = self.takeProfit
+        return p
+
+
+@dataclass(eq=False)
+class Order:
+    """One order: market orders fill at once, limit and stop orders wait."""
+
+    orderId: int
+    symbolId: int
+    tradeSide: int
+    volume: int
+    orderType: int
+    openTimestamp: int
+    positionId: int
+    status: int = 1  # ORDER_STATUS_ACCEPTED
+    timeInForce: int = 2  # GOOD_TILL_CANCEL
+    limitPrice: float | None = None
+    stopPrice: float | None = None
+    stopLoss: float | None = None
+    takeProfit: float | None = None
+    relativeStopLoss: int | None = None
+    relativeTakeProfit: int | None = None
+    expirationTimestamp: int | None = None
+    baseSlippagePrice: float | None = None
+    slippageInPoints: int | None = None
+    clientOrderId: str = ""
+    label: str = ""
+    comment: str = ""
+    closingOrder: bool = False
+    executionPrice: float | None = None
+    executedVolume: int = 0
+    lastUpdate: int = 0
+    closeTimestamp: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the order still waits (accepted, not filled/cancelled)."""
+        return self.status == 1 and self.orderType in (2, 3, 6)
+
+    def toProto(self) -> ProtoOAOrder:
+        """The ``ProtoOAOrder`` form."""
+        trade = ProtoOATradeData(
+            symbolId=self.symbolId,
+            volume=self.volume,
+            tradeSide=self.tradeSide,
+            openTimestamp=self.openTimestamp,
+            guaranteedStopLoss=False,
+            measurementUnits="",
+        )
+        if self.label:
+            trade.label = self.label
+        if self.comment:
+            trade.comment = self.comment
+        if self.closeTimestamp is not None:
+            trade.closeTimestamp = self.closeTimestamp
+        o = ProtoOAOrder(
+            orderId=self.orderId,
+            tradeData=trade,
+            orderType=self.orderType,
+            orderStatus=self.status,
+            executedVolume=self.executedVolume,
+            utcLastUpdateTimestamp=self.lastUpdate,
+            closingOrder=self.closingOrder,
+            timeInForce=self.timeInForce,
+            positionId=self.positionId,
+        )
+        for name in (
+            "limitPrice", "stopPrice", "stopLoss", "takeProfit", "relativeStopLoss",
+            "relativeTakeProfit", "expirationTimestamp", "baseSlippagePrice",
+            "slippageInPoints", "executionPrice",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(o, name, value)
+        if self.clientOrderId:
+            o.clientOrderId = self.clientOrderId
+        return o
+
+
+@dataclass(eq=False)
+class Deal:
+    """One execution (a fill of an order)."""
+
+    dealId: int
+    orderId: int
+    positionId: int
+    symbolId: int
+    tradeSide: int
+    volume: int
+    createTimestamp: int
+    executionTimestamp: int
+    executionPrice: float
+    commission: int
+    marginRate: float
+    baseToUsdConversionRate: float
+    closeDetail: ProtoOAClosePositionDetail | None = None
+
+    def toProto(self) -> ProtoOADeal:
+        """The ``ProtoOADeal`` form."""
+        d = ProtoOADeal(
+            dealId=self.dealId,
+            orderId=self.orderId,
+            positionId=self.positionId,
+            volume=self.volume,
+            filledVolume=self.volume,
+            symbolId=self.symbolId,
+            createTimestamp=self.createTimestamp,
+            executionTimestamp=self.executionTimestamp,
+            utcLastUpdateTimestamp=self.createTimestamp,
+            executionPrice=self.executionPrice,
+            tradeSide=self.tradeSide,
+            dealStatus=2,  # FILLED
+            marginRate=self.marginRate,
+            commission=self.commission,
+            baseToUsdConversionRate=self.baseToUsdConversionRate,
+            moneyDigits=2,
+        )
+        if self.closeDetail is not None:
+            d.closePositionDetail.CopyFrom(self.closeDetail)
+        return d
+
+
+def _ids(start: int) -> Iterator[int]:
+    return itertools.count(start)
+
+
+@dataclass(eq=False)
+class Account:
+    """A trading account and everything traded on it.
+
+    :ivar balance: in cents of the deposit currency.
+    :ivar leverageInCents: 10000 is 1:100 (as recorded).
+    """
+
+    ctidTraderAccountId: int
+    isLive: bool = False
+    traderLogin: int = 0
+    balance: int = 1_000_000
+    leverageInCents: int = 10000
+    brokerName: str = "Simulator"
+    depositAssetId: int = DEPOSIT_ASSET_ID
+    accessRights: int = 0  # FULL_ACCESS
+    accountType: int = 0  # HEDGED
+    balanceVersion: int = 0
+    registrationTimestamp: int = 0
+    positions: dict[int, Position] = field(default_factory=dict)
+    orders: dict[int, Order] = field(default_factory=dict)
+    deals: list[Deal] = field(default_factory=list)
+    #: Deposits and withdrawals: ``(timestamp, delta, balanceAfter)``.
+    cashFlow: list[tuple[int, int, int]] = field(default_factory=list)
+    positionIds: Iterator[int] = field(default_factory=lambda: _ids(5000001))
+    orderIds: Iterator[int] = field(default_factory=lambda: _ids(6000001))
+    dealIds: Iterator[int] = field(default_factory=lambda: _ids(7000001))
+
+    def openPositions(self) -> list[Position]:
+        """Positions that are open now, oldest first."""
+        return [p for p in self.positions.values() if p.status == 1]
+
+    def pendingOrders(self) -> list[Order]:
+        """Limit and stop orders still waiting, oldest first."""
+        return [o for o in self.orders.values() if o.pending]
+
+    def toTrader(self) -> ProtoOATrader:
+        """The ``ProtoOATrader`` form."""
+        return ProtoOATrader(
+            ctidTraderAccountId=self.ctidTraderAccountId,
+            balance=self.balance,
+            balanceVersion=self.balanceVersion,
+            accessRights=self.accessRights,
+            depositAssetId=self.depositAssetId,
+            swapFree=False,
+            leverageInCents=self.leverageInCents,
+            totalMarginCalculationType=1,  # SUM
+            maxLeverage=self.leverageInCents,
+            frenchRisk=False,
+            traderLogin=self.traderLogin,
+            accountType=self.accountType,
+            brokerName=self.brokerName,
+            registrationTimestamp=self.registrationTimestamp,
+            isLimitedRisk=False,
+            moneyDigits=2,
+        )
+
+    def toCtidTraderAccount(self) -> ProtoOACtidTraderAccount:
+        """The ``ProtoOACtidTraderAccount`` form (account lists)."""
+        return ProtoOACtidTraderAccount(
+            ctidTraderAccountId=self.ctidTraderAccountId,
+            isLive=self.isLive,
+            traderLogin=self.traderLogin,
+            brokerTitleShort=self.brokerName,
+        )
