@@ -17,6 +17,7 @@ import txaio
 txaio.use_twisted()
 
 from autobahn.twisted.websocket import WebSocketServerFactory  # noqa: E402
+from service_identity import VerificationError
 from OpenSSL.SSL import Error as OpenSSLError  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.internet.endpoints import SSL4ServerEndpoint  # noqa: E402
@@ -252,6 +253,10 @@ class LoopbackMixin:
         self.addCleanup(client.stopService)  # type: ignore[attr-defined]
         return client
 
+    def authenticate(self, client: Client) -> Any:
+        """Whatever the server needs before ordinary requests (nothing here)."""
+        return None
+
     async def whenConnected(self, client: Client) -> None:
         ready: defer.Deferred[None] = defer.Deferred()
         client.setConnectedCallback(lambda c: ready.callback(None) if not ready.called else None)
@@ -263,8 +268,9 @@ class LoopbackMixin:
         port, trustRoot = yield self.startServer()
         client = self.makeClient(port, trustRoot)
         yield defer.Deferred.fromCoroutine(self.whenConnected(client))
+        yield self.authenticate(client)
         answer = yield client.request("VersionReq")
-        self.assertEqual(answer.version, "91")  # type: ignore[attr-defined]
+        self.assertTrue(answer.version)  # type: ignore[attr-defined]
         raw = yield client.send("ProtoOAVersionReq")
         self.assertEqual(raw.payloadType, 2105)  # type: ignore[attr-defined]
         self.assertIsInstance(client.factory.connection, self.protocol)  # type: ignore[attr-defined]
@@ -272,7 +278,13 @@ class LoopbackMixin:
     @defer.inlineCallbacks
     def test_untrustedCertificateIsRefused(self) -> Any:
         port, _ = yield self.startServer()
-        client = self.makeClient(port, Authority("someone else").certificate)
+        error = yield self.assertAttemptRefused(port, Authority("someone else").certificate)
+        self.assertIn("certificate verify failed", str(error))  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def assertAttemptRefused(self, port: int, trustRoot: Any, *errors: type) -> Any:
+        """Connect, expect the attempt to fail before the connection is ready."""
+        client = self.makeClient(port, trustRoot)
         connected: list[Client] = []
         client.setConnectedCallback(connected.append)
         failed: defer.Deferred[list[Failure]] = defer.Deferred()
@@ -280,12 +292,12 @@ class LoopbackMixin:
         client.startService()
         [reason] = yield failed
         # The real TLS error reaches the core on both transports.
-        self.assertIsInstance(reason.value, OpenSSLError)  # type: ignore[attr-defined]
-        self.assertIn("certificate verify failed", str(reason.value))  # type: ignore[attr-defined]
+        self.assertIsInstance(reason.value, errors or (OpenSSLError,))  # type: ignore[attr-defined]
         self.assertEqual(connected, [])  # type: ignore[attr-defined]
         self.assertFalse(client.isConnected)  # type: ignore[attr-defined]
         yield client.stopService()
         self.flushLoggedErrors()  # type: ignore[attr-defined]
+        return reason.value  # (a Failure returned from a Deferred would be raised)
 
 
 class _LoopbackServers:
@@ -294,11 +306,11 @@ class _LoopbackServers:
     protocol: type
 
     @defer.inlineCallbacks
-    def startServer(self) -> Any:
+    def startServer(self, dnsName: str = "localhost", expired: bool = False) -> Any:
         from twisted.internet import reactor
 
         authority = Authority()
-        certificate = authority.issue("localhost")
+        certificate = authority.issue(dnsName, expired=expired)
         if self.protocol is WebSocketProtocol:
             factory: Any = WebSocketServerFactory("wss://localhost", reactor=reactor)
 
@@ -321,6 +333,28 @@ class _LoopbackServers:
         listening = yield endpoint.listen(factory)
         self.addCleanup(listening.stopListening)  # type: ignore[attr-defined]
         return listening.getHost().port, authority.certificate
+
+    @defer.inlineCallbacks
+    def test_wrongHostNameIsRefused(self) -> Any:
+        port, trustRoot = yield self.startServer(dnsName="other.example")
+        yield self.assertAttemptRefused(port, trustRoot, VerificationError, OpenSSLError)  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_expiredCertificateIsRefused(self) -> Any:
+        port, trustRoot = yield self.startServer(expired=True)
+        error = yield self.assertAttemptRefused(port, trustRoot)  # type: ignore[attr-defined]
+        self.assertIn("certificate verify failed", str(error))  # type: ignore[attr-defined]
+
+    @defer.inlineCallbacks
+    def test_trustRootAsPemFile(self) -> Any:
+        port, trustRoot = yield self.startServer()
+        path = self.mktemp()  # type: ignore[attr-defined]
+        with open(path, "wb") as f:
+            f.write(trustRoot.dumpPEM())
+        client = self.makeClient(port, path)  # type: ignore[attr-defined]
+        yield defer.Deferred.fromCoroutine(self.whenConnected(client))  # type: ignore[attr-defined]
+        answer = yield client.request("VersionReq")
+        self.assertEqual(answer.version, "91")  # type: ignore[attr-defined]
 
 
 class TcpLoopbackTests(_LoopbackServers, LoopbackMixin, TestCase):
@@ -352,6 +386,10 @@ class _SimulatorServers:
         self.simulator = sim
         port = listening.wsPort if self.protocol is WebSocketProtocol else listening.tlsPort
         return port, listening.caPEM
+
+    def authenticate(self, client: Client) -> Any:
+        sim = self.simulator
+        return client.request("ApplicationAuthReq", clientId=sim.clientId, clientSecret=sim.clientSecret)
 
     @defer.inlineCallbacks
     def test_authenticatedSession(self) -> Any:
