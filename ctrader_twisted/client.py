@@ -192,7 +192,6 @@ class Client(ClientService):
         self._restoring: FrameProtocol | None = None
         self.factory.addConnectionObserver(self._connected)
         self.factory.addDisconnectionObserver(self._disconnected)
-        self.factory.addMessageCallback(self._received)
         self.factory.addListener("ProtoOAClientDisconnectEvent", self._serverDisconnected)
         self.factory.addListener("ProtoOAAccountsTokenInvalidatedEvent", self._tokensInvalidated)
         self.factory.addListener("ProtoOAAccountDisconnectEvent", self._accountDisconnected)
@@ -291,6 +290,11 @@ class Client(ClientService):
     def setMessageReceivedCallback(self, callback: Callable[[Client, ProtoMessage], Any] | None) -> None:
         """Call ``callback(client, protoMessage)`` for every message received
         (answers included, as in the official SDK)."""
+        # Registered with the core only while set: no per-message cost otherwise.
+        if callback is not None and self._messageReceivedCallback is None:
+            self.factory.addMessageCallback(self._received)
+        elif callback is None and self._messageReceivedCallback is not None:
+            self.factory.removeMessageCallback(self._received)
         self._messageReceivedCallback = callback
 
     def send(

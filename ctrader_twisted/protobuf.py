@@ -170,7 +170,7 @@ class Protobuf:
         :raises UnknownMessageError: the payload type is not known.
         :raises InvalidMessageError: the payload bytes do not decode.
         """
-        msgClass = cls.get_class(message.payloadType)
+        msgClass = _BY_TYPE.get(message.payloadType) or cls.get_class(message.payloadType)
         try:
             return msgClass.FromString(message.payload)
         except DecodeError as e:
