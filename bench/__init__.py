@@ -1,0 +1,1 @@
+"""Benchmark suite for ctrader-twisted: ``python -m bench`` (see docs/benchmarks.rst)."""

@@ -1,0 +1,140 @@
+"""In-process figures: no reactor, no network, no TLS.
+
+* :func:`parsingCeiling`: the spot stream's bytes (the very frames the bench
+  server writes) fed in 16 KiB reads (the size of a full TLS record) to our
+  :class:`~ctrader_twisted.tcp.TcpProtocol`, whose ``stringReceived`` decodes
+  the ``ProtoMessage`` and the ``ProtoOASpotEvent`` and calls a callback that
+  reads bid and ask. This is the ceiling the whole stack is compared with.
+* :func:`coreInProcess`: the same bytes through ``TcpProtocol`` *and* the real
+  request core (:class:`~ctrader_twisted.factory.Factory`: correlation check,
+  message callbacks, listener dispatch), still without a reactor or TLS.
+* :func:`rawProtobuf`: frames already split; only the two ``FromString``
+  calls and the callback (the protobuf backend's own ceiling, for context).
+* :func:`reassembly`: one large frame fed in small reads to our
+  ``TcpProtocol`` and to Twisted's stock ``Int32StringReceiver``
+  (Twisted #6358: quadratic), framing only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.server import spotMessages
+
+READ = 16 * 1024
+
+
+def spotStream(count: int) -> tuple[bytes, list[bytes]]:
+    """``count`` framed spot messages as one byte string, and the unframed messages."""
+    spots = spotMessages()
+    messages = [spots[i % len(spots)] for i in range(count)]
+    return b"".join(len(m).to_bytes(4, "big") + m for m in messages), messages
+
+
+def _reads(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def parsingCeiling(count: int) -> dict[str, float]:
+    """Events/s of framing + decoding + callback in a tight loop (see module docstring)."""
+    from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
+    from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOASpotEvent
+    from ctrader_twisted.tcp import TcpProtocol
+
+    data, _ = spotStream(count)
+    reads = _reads(data, READ)
+    seen = [0, 0]
+    envelope, spot = ProtoMessage.FromString, ProtoOASpotEvent.FromString
+
+    def callback(event: Any) -> None:
+        seen[1] += event.ask - event.bid
+        seen[0] += 1
+
+    class Decoding(TcpProtocol):
+        def stringReceived(self, frame: bytes) -> None:
+            callback(spot(envelope(frame).payload))
+
+    proto = Decoding()
+    start, cpu = time.perf_counter(), time.process_time()
+    for chunk in reads:
+        proto.dataReceived(chunk)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert seen[0] == count, seen
+    return {"events_per_s": count / wall, "cpu_s_per_million": cpu / count * 1e6}
+
+
+def coreInProcess(count: int) -> dict[str, float]:
+    """Events/s through ``TcpProtocol`` and the real ``Factory`` dispatch, no reactor."""
+    from twisted.internet.task import Clock
+
+    from ctrader_twisted.factory import Factory
+
+    data, _ = spotStream(count)
+    reads = _reads(data, READ)
+    seen = [0, 0]
+
+    def listener(event: Any) -> None:
+        seen[1] += event.ask - event.bid
+        seen[0] += 1
+
+    factory = Factory(clock=Clock(), heartbeatInterval=None, silenceTimeout=None)
+    factory.addListener("ProtoOASpotEvent", listener)
+    factory.addMessageCallback(lambda message: None)  # as Client registers one
+    proto = factory.buildProtocol(None)
+    factory.connectionReady(proto)
+    start, cpu = time.perf_counter(), time.process_time()
+    for chunk in reads:
+        proto.dataReceived(chunk)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert seen[0] == count, seen
+    return {"events_per_s": count / wall, "cpu_s_per_million": cpu / count * 1e6}
+
+
+def rawProtobuf(count: int) -> dict[str, float]:
+    """Events/s of the two protobuf decodes and the callback only."""
+    from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
+    from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOASpotEvent
+
+    _, messages = spotStream(count)
+    envelope, spot = ProtoMessage.FromString, ProtoOASpotEvent.FromString
+    total = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    for m in messages:
+        event = spot(envelope(m).payload)
+        total += event.ask - event.bid
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"events_per_s": count / wall, "cpu_s_per_million": cpu / count * 1e6}
+
+
+def reassembly(size: int, chunk: int) -> dict[str, float]:
+    """Milliseconds to reassemble one *size*-byte frame from *chunk*-byte reads."""
+    from twisted.protocols.basic import Int32StringReceiver
+
+    from ctrader_twisted.tcp import TcpProtocol
+
+    body = b"\x00" * size
+    reads = _reads(len(body).to_bytes(4, "big") + body, chunk)
+    out: dict[str, float] = {}
+    got: list[int] = []
+
+    class Ours(TcpProtocol):
+        MAX_LENGTH = 16 * 2**20
+
+        def stringReceived(self, frame: bytes) -> None:
+            got.append(len(frame))
+
+    class Stock(Int32StringReceiver):
+        MAX_LENGTH = 16 * 2**20
+
+        def stringReceived(self, frame: bytes) -> None:
+            got.append(len(frame))
+
+    for name, cls in (("ours_ms", Ours), ("stock_ms", Stock)):
+        proto = cls()
+        start = time.perf_counter()
+        for r in reads:
+            proto.dataReceived(r)
+        out[name] = (time.perf_counter() - start) * 1e3
+        assert got.pop() == size
+    return out

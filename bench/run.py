@@ -1,0 +1,420 @@
+"""Run the whole benchmark suite and print one table: ``python -m bench``.
+
+Every figure is measured over loopback against the bench server
+(:mod:`bench.server`, a child process), each client run in a fresh process of
+its own (:mod:`bench.client_ours`; :mod:`bench.official_client` in the
+official SDK's virtual environment), so that client CPU time and resident
+memory are the client's alone. In-process ceilings come from
+:mod:`bench.ceiling`. Each figure is run ``--rounds`` times; the table shows
+the median and the spread (min..max), the JSON file under ``bench/results/``
+keeps every run and the versions of everything involved.
+
+Benchmarks never assert timings. ``--quick`` runs tiny counts (the smoke test
+uses it to keep this code working).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import ceiling  # noqa: E402
+from bench.common import summarize  # noqa: E402
+
+MiB = 2**20
+OFFICIAL_VENV = os.path.join(ROOT, "bench", ".venv-official")
+
+
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description="ctrader-twisted benchmark suite")
+    p.add_argument("--quick", action="store_true", help="tiny counts, one round, no official SDK (smoke mode)")
+    p.add_argument("--rounds", type=int, default=3, help="runs of every figure (median and spread reported)")
+    p.add_argument("--events", type=int, default=2_000_000, help="spot events per run, our client")
+    p.add_argument("--official-events", type=int, default=1_000_000, help="spot events per run, official SDK")
+    p.add_argument("--requests", type=int, default=2000, help="one-at-a-time requests per run (ours)")
+    p.add_argument("--inflight-requests", type=int, default=100_000, help="requests with 100 in flight (ours)")
+    p.add_argument("--sizes", default=f"{MiB},{4 * MiB},{14 * MiB}",
+                   help="large response sizes in bytes (15 MiB is over the 15,000,000-byte frame limit)")
+    p.add_argument("--chunk", type=int, default=4096, help="bytes per server write of a large response")
+    p.add_argument("--official", default=os.path.join(OFFICIAL_VENV, "bin", "python"),
+                   help="python of the official SDK's venv (pip install ctrader-open-api)")
+    p.add_argument("--no-official", action="store_true", help="skip the official SDK")
+    p.add_argument("--output", default=os.path.join(ROOT, "bench", "results"), help="directory for the JSON file")
+    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds = 1
+        args.events = args.official_events = 3000
+        args.requests = 50
+        args.inflight_requests = 500
+        args.sizes = f"{64 * 1024},{256 * 1024}"
+        args.no_official = True
+    return args
+
+
+# --- processes -----------------------------------------------------------------------
+
+
+class Server:
+    """The bench server child process (``python -m bench.server``)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.server"], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError("the bench server did not start")
+        info = json.loads(line)
+        self.tcp, self.ws, self.control = info["tcp"], info["ws"], info["control"]
+        fd, self.ca = tempfile.mkstemp(prefix="bench-ca-", suffix=".pem")
+        with os.fdopen(fd, "w") as f:
+            f.write(info["ca"])
+
+    def close(self) -> None:
+        self.process.stdin.close()  # type: ignore[union-attr]  # the server stops on EOF
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.unlink(self.ca)
+
+
+def runClient(python: str, module: str, server: Server, mode: str, port: int, *extra: str,
+              timeout: float = 900) -> dict[str, Any]:
+    """Run one client process and return its ``RESULT`` (``{"error": ...}`` on failure)."""
+    command = [python, "-W", "ignore", "-m", module, mode, "--port", str(port),
+               "--control", str(server.control), "--ca", server.ca, *extra]
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])  # type: ignore[no-any-return]
+    return {"error": f"exit {done.returncode}: {done.stderr[-2000:]}"}
+
+
+def progress(message: str) -> None:
+    sys.stderr.write(f"[bench {datetime.datetime.now():%H:%M:%S}] {message}\n")
+    sys.stderr.flush()
+
+
+def repeat(rounds: int, label: str, function: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+    runs = []
+    for i in range(rounds):
+        progress(f"{label} ({i + 1}/{rounds})")
+        result = function()
+        if "error" in result:
+            progress(f"{label} failed: {result['error'][-500:]}")
+        runs.append(result)
+    return runs
+
+
+# --- versions ------------------------------------------------------------------------
+
+
+def versions() -> dict[str, Any]:
+    import autobahn
+    import cryptography
+    import google.protobuf
+    import OpenSSL
+    import twisted
+    from google.protobuf.internal import api_implementation
+    from OpenSSL.SSL import OPENSSL_VERSION, SSLeay_version
+
+    import ctrader_twisted
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "twisted": twisted.__version__,
+        "protobuf": google.protobuf.__version__,
+        "protobuf_backend": api_implementation.Type(),
+        "openssl": SSLeay_version(OPENSSL_VERSION).decode(),
+        "pyopenssl": OpenSSL.__version__,
+        "cryptography": cryptography.__version__,
+        "autobahn": autobahn.__version__,
+        "ctrader_twisted": ctrader_twisted.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+    }
+
+
+OFFICIAL_VERSIONS = """
+import json, platform, twisted, google.protobuf, OpenSSL
+from google.protobuf.internal import api_implementation
+from OpenSSL.SSL import OPENSSL_VERSION, SSLeay_version
+from importlib.metadata import version
+print(json.dumps({"python": platform.python_version(), "twisted": twisted.__version__,
+    "protobuf": google.protobuf.__version__, "protobuf_backend": api_implementation.Type(),
+    "openssl": SSLeay_version(OPENSSL_VERSION).decode(), "pyopenssl": OpenSSL.__version__,
+    "ctrader_open_api": version("ctrader-open-api")}))
+"""
+
+
+def officialVersions(python: str) -> dict[str, Any] | None:
+    try:
+        out = subprocess.run([python, "-W", "ignore", "-c", OFFICIAL_VERSIONS], capture_output=True, text=True,
+                             timeout=60, cwd=ROOT)
+        return json.loads(out.stdout) if out.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+# --- the suite -----------------------------------------------------------------------
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
+    official = None if args.no_official else officialVersions(args.official)
+    if not args.no_official and official is None:
+        progress(f"official SDK not runnable with {args.official}: skipped "
+                 f"(python -m venv bench/.venv-official && bench/.venv-official/bin/pip install ctrader-open-api)")
+    report: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("output",)},
+        "versions": {"ours": versions(), "official": official},
+        "runs": {},
+    }
+    runs = report["runs"]
+    sizes = args.sizes
+    rounds = args.rounds
+    ceilingCount = max(20_000, min(args.events, 1_000_000))
+
+    if wanted("ceiling"):
+        runs["ceiling_parse"] = repeat(rounds, "parsing ceiling", lambda: ceiling.parsingCeiling(ceilingCount))
+        runs["ceiling_core"] = repeat(rounds, "core in process", lambda: ceiling.coreInProcess(ceilingCount))
+        runs["ceiling_raw"] = repeat(rounds, "raw protobuf", lambda: ceiling.rawProtobuf(ceilingCount))
+        for size in sizes.split(","):
+            runs[f"reassembly_{size}"] = repeat(
+                rounds, f"reassembly {size} B", lambda s=int(size): ceiling.reassembly(s, args.chunk))
+
+    server = Server()
+    try:
+        ours = (sys.executable, "bench.client_ours")
+        theirs = (args.official, "bench.official_client")
+        warm = str(max(1000, args.events // 20))
+        if wanted("stream"):
+            runs["ours_stream_tcp"] = repeat(rounds, "ours: spot stream, TLS TCP", lambda: runClient(
+                *ours, server, "stream", server.tcp, "--count", str(args.events), "--warmup", warm))
+            runs["ours_stream_ws"] = repeat(rounds, "ours: spot stream, wss://", lambda: runClient(
+                *ours, server, "stream", server.ws, "--transport", "ws", "--count", str(args.events),
+                "--warmup", warm))
+            if official:
+                runs["official_stream_tcp"] = repeat(rounds, "official: spot stream, TLS TCP", lambda: runClient(
+                    *theirs, server, "stream", server.tcp, "--count", str(args.official_events),
+                    "--warmup", str(max(1000, args.official_events // 20))))
+        if wanted("latency"):
+            runs["ours_latency"] = repeat(rounds, "ours: one request at a time", lambda: runClient(
+                *ours, server, "latency", server.tcp, "--count", str(args.requests),
+                "--warmup", str(max(10, args.requests // 10))))
+            if official:
+                # One request at a time waits for the SDK's one-second send tick:
+                # a few requests already show it, 1000 would take 17 minutes.
+                runs["official_latency"] = repeat(rounds, "official: one request at a time", lambda: runClient(
+                    *theirs, server, "latency", server.tcp, "--count", "10", "--warmup", "1"))
+        if wanted("inflight"):
+            runs["ours_inflight"] = repeat(rounds, "ours: 100 requests in flight", lambda: runClient(
+                *ours, server, "inflight", server.tcp, "--count", str(args.inflight_requests),
+                "--window", "100", "--warmup", str(max(100, args.inflight_requests // 10))))
+            if official:
+                runs["official_inflight"] = repeat(rounds, "official: 100 requests in flight", lambda: runClient(
+                    *theirs, server, "inflight", server.tcp, "--count", "1000", "--window", "100",
+                    "--rate", "100", "--warmup", "100"))
+                runs["official_requests_memory"] = repeat(1, "official: 100,000 requests (memory)", lambda: runClient(
+                    *theirs, server, "inflight", server.tcp, "--count", "100000", "--window", "5000",
+                    "--rate", "5000", "--warmup", "10000"))
+        if wanted("large"):
+            runs["ours_large"] = repeat(rounds, "ours: large responses", lambda: runClient(
+                *ours, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
+            if official:
+                runs["official_large"] = repeat(rounds, "official: large responses", lambda: runClient(
+                    *theirs, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
+    finally:
+        server.close()
+    report["figures"] = figures(runs, sizes)
+    return report
+
+
+# --- figures and table --------------------------------------------------------------
+
+
+def _values(runs: list[dict[str, Any]] | None, key: str) -> list[float]:
+    return [r[key] for r in runs or [] if key in r]
+
+
+def _largeValues(runs: list[dict[str, Any]] | None, size: str, key: str) -> list[float]:
+    out = []
+    for r in runs or []:
+        for one in r.get("sizes", {}).get(size, []):
+            out.append(one[key] / one["bytes"] * MiB if key == "ms_per_mib" else one[key])
+    return out
+
+
+def _largeMsPerMiB(runs: list[dict[str, Any]] | None, size: str) -> list[float]:
+    return [one["ms"] / (one["bytes"] / MiB) for r in runs or [] for one in r.get("sizes", {}).get(size, [])]
+
+
+def figures(runs: dict[str, Any], sizes: str) -> dict[str, Any]:
+    """Median and spread of every figure (the rows of the table)."""
+    f: dict[str, Any] = {}
+
+    def add(name: str, values: list[float]) -> None:
+        f[name] = summarize(values)
+
+    for who in ("ours", "official"):
+        add(f"{who}_stream_tcp_events_per_s", _values(runs.get(f"{who}_stream_tcp"), "events_per_s"))
+        add(f"{who}_stream_tcp_cpu_s_per_million", _values(runs.get(f"{who}_stream_tcp"), "cpu_s_per_million"))
+        add(f"{who}_stream_peak_rss_mib", _values(runs.get(f"{who}_stream_tcp"), "peak_rss_mib"))
+        add(f"{who}_stream_rss_growth_mib", _values(runs.get(f"{who}_stream_tcp"), "rss_growth_mib"))
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            add(f"{who}_latency_{key}", _values(runs.get(f"{who}_latency"), key))
+            add(f"{who}_inflight_{key}", _values(runs.get(f"{who}_inflight"), key))
+        add(f"{who}_inflight_requests_per_s", _values(runs.get(f"{who}_inflight"), "requests_per_s"))
+        for size in sizes.split(","):
+            add(f"{who}_large_{size}_ms", _largeValues(runs.get(f"{who}_large"), size, "ms"))
+            add(f"{who}_large_{size}_ms_per_mib", _largeMsPerMiB(runs.get(f"{who}_large"), size))
+    add("ours_stream_ws_events_per_s", _values(runs.get("ours_stream_ws"), "events_per_s"))
+    add("ours_stream_ws_cpu_s_per_million", _values(runs.get("ours_stream_ws"), "cpu_s_per_million"))
+    add("ours_stream_ws_rss_growth_mib", _values(runs.get("ours_stream_ws"), "rss_growth_mib"))
+    add("ours_requests_rss_growth_mib", _values(runs.get("ours_inflight"), "rss_growth_mib"))
+    add("official_requests_rss_growth_mib", _values(runs.get("official_requests_memory"), "rss_growth_mib"))
+    for name in ("parse", "core", "raw"):
+        add(f"ceiling_{name}_events_per_s", _values(runs.get(f"ceiling_{name}"), "events_per_s"))
+        add(f"ceiling_{name}_cpu_s_per_million", _values(runs.get(f"ceiling_{name}"), "cpu_s_per_million"))
+    for size in sizes.split(","):
+        add(f"reassembly_{size}_ours_ms", _values(runs.get(f"reassembly_{size}"), "ours_ms"))
+        add(f"reassembly_{size}_stock_ms", _values(runs.get(f"reassembly_{size}"), "stock_ms"))
+    ours, ceil = f["ours_stream_tcp_events_per_s"]["median"], f["ceiling_parse_events_per_s"]["median"]
+    f["ours_tcp_fraction_of_ceiling"] = ours / ceil if ours and ceil else None
+    return f
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 10_000:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 100:
+        text = f"{value:.0f}"
+    elif abs(value) >= 1:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.3f}"
+    return text + unit
+
+
+def _cell(s: dict[str, Any]) -> str:
+    if s.get("median") is None:
+        return "-"
+    if len(s["runs"]) == 1:
+        return _fmt(s["median"])
+    return f"{_fmt(s['median'])} (±{s['spread_pct'] / 2:.0f}%)"
+
+
+def _ratio(ours: dict[str, Any], theirs: dict[str, Any], higherBetter: bool) -> str:
+    a, b = ours.get("median"), theirs.get("median")
+    if not a or not b:
+        return "-"
+    r = a / b if higherBetter else b / a
+    return f"{r:.1f}x"
+
+
+def table(report: dict[str, Any]) -> str:
+    """The one table printed on stdout."""
+    f = report["figures"]
+    sizes = report["settings"]["sizes"].split(",")
+    rows: list[tuple[str, str, str, str]] = []
+
+    def pair(label: str, key: str, higherBetter: bool) -> None:
+        o, t = f.get(f"ours_{key}", {}), f.get(f"official_{key}", {})
+        rows.append((label, _cell(o), _cell(t), _ratio(o, t, higherBetter)))
+
+    def single(label: str, key: str, note: str = "") -> None:
+        rows.append((label, _cell(f.get(key, {})), "", note))
+
+    pair("spot stream TLS TCP, events/s", "stream_tcp_events_per_s", True)
+    pair("  client CPU s per 1M events", "stream_tcp_cpu_s_per_million", False)
+    single("spot stream wss://, events/s", "ours_stream_ws_events_per_s")
+    single("  client CPU s per 1M events", "ours_stream_ws_cpu_s_per_million")
+    single("parsing ceiling (TcpProtocol+decode), ev/s", "ceiling_parse_events_per_s")
+    frac = f.get("ours_tcp_fraction_of_ceiling")
+    rows.append(("  TLS TCP stream / parsing ceiling", _fmt(frac), "", ""))
+    single("core in process (no TLS, no reactor), ev/s", "ceiling_core_events_per_s")
+    single("raw protobuf decode only, ev/s", "ceiling_raw_events_per_s")
+    pair("latency 1 at a time p50 ms", "latency_p50_ms", False)
+    pair("latency 1 at a time p99 ms", "latency_p99_ms", False)
+    pair("latency 1 at a time max ms", "latency_max_ms", False)
+    pair("latency 100 in flight p50 ms", "inflight_p50_ms", False)
+    pair("latency 100 in flight p99 ms", "inflight_p99_ms", False)
+    pair("latency 100 in flight max ms", "inflight_max_ms", False)
+    pair("requests/s, 100 in flight", "inflight_requests_per_s", True)
+    for size in sizes:
+        mib = int(size) / MiB
+        pair(f"large response {mib:g} MiB, ms", f"large_{size}_ms", False)
+        pair(f"  ms per MiB", f"large_{size}_ms_per_mib", False)
+    for size in sizes:
+        mib = int(size) / MiB
+        o, s = f.get(f"reassembly_{size}_ours_ms", {}), f.get(f"reassembly_{size}_stock_ms", {})
+        rows.append((f"reassemble {mib:g} MiB in {report['settings']['chunk']} B reads, ms",
+                     _cell(o), f"stock {_cell(s)}", _ratio(o, s, False)))
+    pair("peak RSS while streaming, MiB", "stream_peak_rss_mib", False)
+    pair("RSS growth over a stream run, MiB", "stream_rss_growth_mib", False)
+    single("RSS growth over a wss:// stream run, MiB", "ours_stream_ws_rss_growth_mib")
+    rows.append(("RSS growth over the requests run, MiB", _cell(f.get("ours_requests_rss_growth_mib", {})),
+                 _cell(f.get("official_requests_rss_growth_mib", {})), ""))
+
+    widths = [max(len(r[i]) for r in rows + [("figure", "ours", "official SDK", "ours vs SDK")]) for i in range(4)]
+    lines = []
+    header = ("figure", "ours", "official SDK", "ours vs SDK")
+    lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
+    lines.append("  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    s = report["settings"]
+    v = report["versions"]["ours"]
+    lines.append("")
+    lines.append(f"median of {s['rounds']} run(s) (± half the min..max spread); {s['events']:,} events per run "
+                 f"(official: {s['official_events']:,}); {s['requests']:,} serial and {s['inflight_requests']:,} "
+                 f"in-flight requests (official: 10 serial, 1,000 in flight, memory over 100,000)")
+    lines.append(f"ours: Python {v['python']}, Twisted {v['twisted']}, protobuf {v['protobuf']} "
+                 f"({v['protobuf_backend']}), {v['openssl']}, autobahn {v['autobahn']}; {v['machine']}")
+    o = report["versions"].get("official")
+    if o:
+        lines.append(f"official: ctrader-open-api {o['ctrader_open_api']}, Twisted {o['twisted']}, protobuf "
+                     f"{o['protobuf']} ({o['protobuf_backend']}), {o['openssl']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = options(argv)
+    report = collect(args)
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, f"{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    with open(path, "w") as out:
+        json.dump(report, out, indent=1)
+    report["path"] = path
+    print(table(report))
+    print(f"\nall figures: {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
