@@ -84,3 +84,39 @@ class PluginTests(TestCase):
         )
         accounts = await client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=credentials["accessToken"])
         self.assertEqual(len(accounts.ctidTraderAccount), 2)
+
+
+class OfficialSDKTests(TestCase):
+    """Spotware's SDK against the simulator, through docs/examples/official_sdk_against_simulator.py.
+
+    The official SDK pins old Twisted and protobuf, so it lives in a virtual
+    environment of its own: set ``CTRADER_OFFICIAL_SDK_PYTHON`` to that
+    environment's interpreter to run this test (skipped otherwise).
+    """
+
+    timeout = 60
+
+    async def test_officialSdkConnectsAuthenticatesListsAndStreams(self) -> None:
+        import os
+        from pathlib import Path
+
+        from twisted.internet.utils import getProcessOutputAndValue
+        from twisted.trial.unittest import SkipTest
+
+        python = os.environ.get("CTRADER_OFFICIAL_SDK_PYTHON")
+        if not python:
+            raise SkipTest("set CTRADER_OFFICIAL_SDK_PYTHON to an interpreter with ctrader-open-api installed")
+        from ctrader_twisted.simulator import Simulator
+        from ctrader_twisted.simulator.tap import writeCredentials
+
+        sim = Simulator(spotInterval=0.1)
+        listening = sim.listen(reactor, wsPort=None)
+        self.addCleanup(sim.stop)
+        directory = self.mktemp()
+        credentials = writeCredentials(sim, listening, directory)
+        script = Path(__file__).resolve().parent.parent / "docs" / "examples" / "official_sdk_against_simulator.py"
+        out, err, code = await getProcessOutputAndValue(python, [str(script), str(credentials)], env={}, reactor=reactor)
+        self.assertEqual(code, 0, err.decode(errors="replace"))
+        text = out.decode()
+        self.assertIn("symbols: EURUSD, XAUUSD, US100.cash, GER40.cash", text)
+        self.assertEqual(text.count("spot 1:"), 5)
