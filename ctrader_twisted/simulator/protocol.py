@@ -97,7 +97,7 @@ class SimulatorTcpFactory(ProtocolFactory):
     def __init__(self, simulator: Simulator) -> None:
         self.simulator = simulator
 
-    def buildProtocol(self, addr: IAddress | None) -> SimulatorTcpProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> SimulatorTcpProtocol:  # type: ignore[override]
         proto = SimulatorTcpProtocol(self.simulator)
         proto.factory = self  # type: ignore[assignment]
         return proto
@@ -143,7 +143,7 @@ class SimulatorWebSocketProtocol(WebSocketServerProtocol):
         if self.session is not None:
             self.session.stop()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._gone = True
         super().connectionLost(reason)
         if self.session is not None:

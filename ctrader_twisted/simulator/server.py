@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IPullProducer,
 from twisted.internet.ssl import Certificate, PrivateCertificate
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from zope.interface import implementer
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 from ..messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from ..messages.OpenApiMessages_pb2 import (
@@ -555,7 +555,7 @@ class _BurstProducer:
 
     def __init__(self, session: Session, pool: list[bytes], count: int) -> None:
         self.session = session
-        self.connection = session.connection
+        self.connection: Any = session.connection
         self.remaining = count
         self.written = 0
         self.done: Deferred[int] = Deferred()

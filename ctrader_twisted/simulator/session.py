@@ -233,7 +233,7 @@ class Session:
             self.commonError("INVALID_REQUEST", f"payload does not decode as {requestClass.DESCRIPTOR.name}", clientMsgId)
             return
         if not payload.IsInitialized():
-            missing = ", ".join(payload.FindInitializationErrors())
+            missing = ", ".join(payload.FindInitializationErrors())  # type: ignore[attr-defined]
             self.commonError("INVALID_REQUEST", f"missing required field(s): {missing}", clientMsgId)
             return
         if not self.appAuthenticated and payloadType != 2100:
