@@ -247,9 +247,18 @@ def validate(message: Message) -> None:
     if not message.IsInitialized():
         missing = ", ".join(message.FindInitializationErrors())
         raise InvalidMessageError(f"{message.DESCRIPTOR.name} is missing required field(s): {missing}")
+    fields = message.DESCRIPTOR.fields_by_name
     for field in _POSITIVE_FIELDS:
-        if field in message.DESCRIPTOR.fields_by_name and message.HasField(field):
-            value = getattr(message, field)
+        descriptor = fields.get(field)
+        if descriptor is None:
+            continue
+        if descriptor.is_repeated:
+            values = list(getattr(message, field))
+        elif message.HasField(field):
+            values = [getattr(message, field)]
+        else:
+            continue
+        for value in values:
             if value <= 0:
                 raise InvalidMessageError(
                     f"{message.DESCRIPTOR.name}.{field} must be positive (in cents), got {value}"

@@ -658,3 +658,15 @@ class LoggingTests(CoreTestCase):
         self.assertTrue(events)  # something was logged
         self.assertNotIn("app-secret-123", text)
         self.assertNotIn("refresh-secret-456", text)
+
+
+class RepeatedVolumeTests(CoreTestCase):
+    def test_repeatedVolumesAreValidatedEachOne(self) -> None:
+        self.factory.request("ExpectedMarginReq", ctidTraderAccountId=1, symbolId=1, volume=[100, 200])
+        self.flush()
+        self.assertEqual(self.server.requests()[-1].payloadType, 2139)
+        e = self.assertRaises(
+            InvalidMessageError, self.factory.request, "ExpectedMarginReq",
+            ctidTraderAccountId=1, symbolId=1, volume=[100, 0],
+        )
+        self.assertIn("volume", str(e))
