@@ -30,7 +30,6 @@ import csv
 import os
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, NoReturn, Sequence, TextIO
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -152,19 +151,10 @@ def buildParser() -> argparse.ArgumentParser:
     bars.add_argument("--to", dest="end", metavar="ISO", help="end, ISO 8601 (default now)")
     bars.add_argument("--output", "-o", metavar="FILE", help="write the CSV to FILE (default stdout)")
 
-    simulator = sub.add_parser("simulator", help="run the bundled simulator as a local server",
-                               description="Run the simulator on loopback until interrupted; prints where it "
-                               "listens, its CA file and the (simulator-only) credentials.")
-    simulator.add_argument("--tls-port", dest="tlsPort", type=int, default=5035, help="TLS TCP port (5035; 0: any)")
-    simulator.add_argument("--ws-port", dest="wsPort", type=int, default=5036, help="wss:// port (5036; 0: any)")
-    simulator.add_argument("--interface", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    simulator.add_argument("--cert-dir", dest="certDir", metavar="DIR",
-                           help="keep the CA and server certificate here (default ~/.local/share/ctrader-twisted/simulator)")
-    simulator.add_argument("--seed", type=int, default=0)
-    simulator.add_argument("--spot-interval", dest="spotInterval", type=float, default=1.0, metavar="S",
-                           help="seconds between price ticks (1.0)")
-    simulator.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until interrupted)")
-    simulator.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr")
+    # Everything after "simulator" goes to the simulator's own options
+    # (python -m ctrader_twisted.simulator); this entry is for --help.
+    sub.add_parser("simulator", add_help=False, help="run the bundled simulator as a local server "
+                   "(options: ctrader-twisted simulator --help)")
     return parser
 
 
@@ -433,54 +423,44 @@ async def fetchTrendbars(client: Client, accountId: int, symbolId: int, period: 
     return [found[ms] for ms in sorted(found)]
 
 
-async def _simulator(reactor: Any, args: argparse.Namespace, stdout: TextIO, stderr: TextIO, environ: Any) -> int:
-    from .simulator import Simulator, loadOrMintCertificates
+async def _simulator(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: TextIO) -> int:
+    """``ctrader-twisted simulator ARGS``: the simulator's own entry point, on a
+    running reactor, until the reactor stops."""
+    from twisted.python import usage
 
-    base = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".local", "share")
-    certDir = Path(args.certDir).expanduser() if args.certDir else Path(base) / "ctrader-twisted" / "simulator"
-    if args.spotInterval <= 0:
-        raise _UsageError("--spot-interval must be positive")
+    from .simulator.tap import Options as SimulatorOptions, SimulatorService, describe
+
+    options = SimulatorOptions()
     try:
-        certs, minted = loadOrMintCertificates(certDir)
-    except OSError as error:
-        raise _UsageError(f"cannot use certificate directory {certDir}: {error.strerror or error}") from None
-    sim = Simulator(seed=args.seed, clock=reactor, spotInterval=args.spotInterval)
+        options.parseOptions(list(argv))
+    except usage.UsageError as error:
+        stderr.write(f"{options}\nctrader-twisted simulator: error: {error}\n")
+        return EXIT_USAGE
+    except SystemExit as exit:  # --help
+        return int(exit.code or 0)
+    service = SimulatorService(options, reactor)
     try:
-        listening = sim.listen(reactor, tlsPort=args.tlsPort, wsPort=args.wsPort, interface=args.interface, certificate=certs)
-    except Exception as error:  # CannotListenError and friends
-        _say(stderr, f"error: cannot listen on {args.interface}: {error}")
+        service.startService()
+    except Exception as error:  # CannotListenError, unreadable certificate files
+        _say(stderr, f"error: cannot start the simulator: {error}")
         return EXIT_FAILURE
-    caFile = certDir / "ca.pem"
-    stdout.write(
-        f"Simulator listening on {args.interface}: TLS TCP port {listening.tlsPort}, wss:// port {listening.wsPort}\n"
-        f"CA certificate ({'minted now' if minted else 'kept'}): {caFile}\n"
-        "Simulator credentials (they only work here; not secrets). Stream from it with:\n"
-        f"  export CTRADER_HOST=localhost CTRADER_PORT={listening.tlsPort}\n"
-        f"  export CTRADER_CLIENT_ID={sim.clientId} CTRADER_CLIENT_SECRET={sim.clientSecret}\n"
-        f"  export CTRADER_ACCESS_TOKEN={sim.accessToken}\n"
-        f"  ctrader-twisted stream EURUSD --ca-file {caFile}\n"
-        f"Accounts: {', '.join(str(a) for a in sim.accountIds)}. Ctrl-C stops.\n"
-    )
+    certDir = None if options["certificate"] else options["cert-dir"]
+    stdout.write(describe(service.simulator, service.listening, certDir) + "\n")
+    stdout.write("  (simulator credentials: they work only here; Ctrl-C stops)\n")
     stdout.flush()
-    finished: Deferred[None] = Deferred()
-    call = reactor.callLater(args.duration, finished.callback, None) if args.duration else None
-    trigger = reactor.addSystemEventTrigger("before", "shutdown", lambda: finished.callback(None) if not finished.called else None)
-    try:
-        await finished
-    finally:
-        reactor.removeSystemEventTrigger(trigger)
-        if call is not None and call.active():
-            call.cancel()
-        await sim.stop()
-        _say(stderr, "simulator stopped")
+    stopped: Deferred[None] = Deferred()
+
+    def stop() -> Deferred[None]:
+        return service.stopService().addBoth(lambda _: stopped.callback(None) if not stopped.called else None)
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    await stopped
     return EXIT_OK
 
 
 async def _execute(
     reactor: Any, args: argparse.Namespace, stdout: TextIO, stderr: TextIO, environ: Any
 ) -> int:
-    if args.command == "simulator":
-        return await _simulator(reactor, args, stdout, stderr, environ)
     settings = _settings(args, environ)
     for warning in settings.warnings:
         _say(stderr, f"warning: {warning}")
@@ -525,6 +505,8 @@ def run(
     _embed(parser)
 
     async def go() -> int:
+        if list(argv[:1]) == ["simulator"]:
+            return await _simulator(reactor, argv[1:], stdout, stderr)
         try:
             args = parser.parse_args(list(argv))
         except _UsageError as error:
@@ -570,6 +552,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     from twisted.internet.task import react
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["simulator"]:
+        from .simulator.__main__ import main as simulatorMain
+
+        simulatorMain(argv[1:])
+        raise SystemExit(EXIT_OK)
     parser = buildParser()
     args = parser.parse_args(argv)  # exits with status 2 and a one-line message on bad usage
     _beginLogging(args.verbose, sys.stderr)

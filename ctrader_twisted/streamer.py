@@ -819,6 +819,8 @@ class StreamService(MultiService):
         self._say(f"connection to {self.host}:{self.port} lost ({why}); reconnecting")
 
     def _accountLost(self, client: Client, accountId: int, error: CTraderError) -> None:
+        if not self.streaming:  # while starting, the failed authorization is the error reported
+            return
         self._say(f"account {accountId} dropped by the server: {error}")
         if self.accountIds and accountId == self.accountIds[0] and not self._stopping:
             self._fail(StreamError(f"the market-data account {accountId} was dropped: {error}"))

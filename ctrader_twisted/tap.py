@@ -1,0 +1,230 @@
+# -*- test-case-name: tests.test_tap -*-
+"""The ``twistd ctrader`` plugin: options and service.
+
+::
+
+    twistd -n ctrader --symbols EURUSD,XAUUSD [--host demo] [--websocket]
+        [--account ID[,ID]] [--trendbars M1] [--depth] [--output FILE]
+        [--ca-file PEM] [--config PATH] [--count N] [--duration S]
+
+Without a host it streams from the bundled simulator, in-process. JSON lines
+go to stdout (or ``--output``); status lines to stderr. When twistd would log
+to stdout (``-n`` without ``--logfile``), its log is sent to stderr instead,
+so stdout stays pure JSON lines.
+
+twistd has no way for a service to choose the exit status: on a fatal error
+(unknown symbol, refused credentials, unreachable host, certificate failure)
+the service prints one line, stops the reactor, and the process exits with
+status 1 once twistd has finished (see :func:`_exitStatusAtExit`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from typing import Any, Callable, TextIO
+
+from twisted.application.service import IService
+from twisted.internet.error import ReactorNotRunning
+from twisted.logger import ILogObserver, textFileLogObserver
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from .config import ConfigError, Settings, loadSettings
+from .streamer import SIMULATOR_SPOT_INTERVAL, StreamService, parsePeriod
+
+__all__ = ["Options", "makeService", "stopWhenDone", "stderrLogObserver"]
+
+
+def stderrLogObserver() -> ILogObserver:
+    """twistd ``--logger`` factory: log to stderr (keeps stdout for JSON lines)."""
+    return textFileLogObserver(sys.__stderr__ or sys.stderr)
+
+
+def _positive(kind: type, name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be a positive number") from None
+    if number <= 0:
+        raise usage.UsageError(f"--{name} must be a positive number")
+    return number
+
+
+class Options(usage.Options):
+    """Options of ``twistd ctrader`` (validated in :meth:`postOptions`)."""
+
+    synopsis = "--symbols EURUSD[,XAUUSD...] [options]"
+    longdesc = (
+        "Stream cTrader Open API spot prices (and optionally live trend bars and depth) and the "
+        "execution events of the accounts as JSON lines. Without --host (or CTRADER_HOST, or host "
+        "in the config file) the data comes from the bundled simulator and every line says "
+        '"simulated": true. Credentials: prefer the environment (CTRADER_CLIENT_ID, '
+        "CTRADER_CLIENT_SECRET, CTRADER_ACCESS_TOKEN, CTRADER_REFRESH_TOKEN, CTRADER_ACCOUNT_ID) or "
+        "the config file (~/.config/ctrader-twisted/config.toml): see docs/cli.rst."
+    )
+    optParameters = [
+        ["symbols", "s", None, "Comma-separated symbol names (required), e.g. EURUSD,XAUUSD."],
+        ["host", None, None, "Server host, or 'demo' / 'live'. Default: the bundled simulator."],
+        ["port", None, None, "Server port (5035)."],
+        ["account", None, None, "Comma-separated account ids (default: every account of the token)."],
+        ["trendbars", None, None, "Comma-separated live trend bar periods, e.g. M1,H1."],
+        ["output", "o", None, "Append the JSON lines to this file (default: stdout)."],
+        ["ca-file", None, None, "PEM file of CA certificates to trust instead of the system's."],
+        ["config", None, None, "TOML config file (default ~/.config/ctrader-twisted/config.toml)."],
+        ["count", None, None, "Stop after this many lines."],
+        ["duration", None, None, "Stop after this many seconds."],
+        ["timeout", None, "30", "Seconds allowed for the first connection."],
+        ["client-id", None, None, "Application client id (prefer CTRADER_CLIENT_ID)."],
+        ["client-secret", None, None, "Application client secret (prefer CTRADER_CLIENT_SECRET)."],
+        ["access-token", None, None, "Access token (prefer CTRADER_ACCESS_TOKEN)."],
+        ["refresh-token", None, None, "Refresh token (prefer CTRADER_REFRESH_TOKEN)."],
+    ]
+    optFlags = [
+        ["websocket", None, "Connect with wss:// instead of TLS TCP."],
+        ["depth", None, "Also stream depth-of-market quotes."],
+    ]
+
+    #: environment used by :meth:`postOptions` (tests replace it)
+    environ: Any = None
+
+    def postOptions(self) -> None:
+        """Check everything now: twistd prints a ``UsageError`` as one line,
+        while an error raised later in ``makeService`` shows a traceback."""
+        symbols = [s.strip() for s in (self["symbols"] or "").split(",") if s.strip()]
+        if not symbols:
+            raise usage.UsageError("give the symbols to stream: --symbols EURUSD[,XAUUSD...]")
+        self["symbolList"] = symbols
+        periods = [p.strip() for p in (self["trendbars"] or "").split(",") if p.strip()]
+        for period in periods:
+            try:
+                parsePeriod(period)
+            except ValueError as error:
+                raise usage.UsageError(f"--trendbars: {error}") from None
+        self["periodList"] = periods
+        self["count"] = _positive(int, "count", self["count"])
+        self["duration"] = _positive(float, "duration", self["duration"])
+        self["timeout"] = _positive(float, "timeout", self["timeout"])
+        port = self["port"]
+        if port is not None:
+            try:
+                port = int(port)
+            except ValueError:
+                raise usage.UsageError("--port must be an integer from 1 to 65535") from None
+        options = {
+            "host": self["host"],
+            "port": port,
+            "websocket": True if self["websocket"] else None,
+            "caFile": self["ca-file"],
+            "accounts": self["account"],
+            "clientId": self["client-id"],
+            "clientSecret": self["client-secret"],
+            "accessToken": self["access-token"],
+            "refreshToken": self["refresh-token"],
+        }
+        try:
+            self.settings: Settings = loadSettings(options, self.environ, self["config"])
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+        parent = self.parent
+        if self["output"] is None and parent is not None:
+            if not parent.get("nodaemon"):
+                raise usage.UsageError(
+                    "a daemon has no stdout: run with twistd -n, or give --output FILE"
+                )
+            if parent.get("logger") is None and not parent.get("logfile") and not parent.get("syslog"):
+                # twistd -n logs to stdout by default: send its log to stderr
+                # so that stdout carries nothing but JSON lines.
+                parent["logger"] = f"{__name__}.stderrLogObserver"
+        if self["output"] is not None:
+            try:
+                self["outputFile"] = open(self["output"], "a", encoding="utf-8", buffering=1)
+            except OSError as error:
+                raise usage.UsageError(f"cannot open {self['output']}: {error.strerror or error}") from None
+
+
+def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> IService:
+    """The streaming service for *options*.
+
+    Called by twistd with *options* only: the service then uses the global
+    reactor (twistd installed it), stops it when streaming ends, and makes
+    the process exit with status 1 after a fatal error. Given a *reactor*
+    (tests, embedding), it leaves the reactor and the process alone.
+
+    :param stdout: where JSON lines go without ``--output`` (the process's stdout).
+    :param stderr: where status lines go (the process's stderr).
+    """
+    underTwistd = reactor is None
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    # The streams as they are now: twistd later replaces sys.stdout/stderr
+    # with log-redirecting files.
+    output = options.get("outputFile") or stdout or sys.stdout
+    status = stderr or sys.stderr
+    service = StreamService(
+        options.settings,
+        options["symbolList"],
+        output,
+        status,
+        reactor,
+        trendbars=options["periodList"],
+        depth=bool(options["depth"]),
+        count=options["count"],
+        duration=options["duration"],
+        connectTimeout=options["timeout"],
+        spotInterval=SIMULATOR_SPOT_INTERVAL,
+    )
+    if underTwistd:
+        stopWhenDone(service, reactor, status, _exitStatusAtExit)
+    return service
+
+
+def stopWhenDone(service: StreamService, reactor: Any, status: TextIO, setExitStatus: Callable[[int], None]) -> None:
+    """When *service* is done, stop *reactor*; after a fatal error, print it
+    as one line on *status* and call ``setExitStatus(1)``."""
+
+    def ended(result: Any) -> None:
+        if isinstance(result, Failure):
+            try:
+                status.write(f"ctrader-twisted: error: {result.getErrorMessage()}\n")
+                status.flush()
+            except (OSError, ValueError):
+                pass
+            setExitStatus(1)
+        try:
+            reactor.stop()
+        except ReactorNotRunning:  # already stopping (Ctrl-C, SIGTERM)
+            pass
+
+    service.whenDone().addBoth(ended)
+
+
+_exitStatus: list[int] = []
+
+
+def _exitStatusAtExit(code: int) -> None:
+    """Make the process exit with *code* once twistd is done.
+
+    twistd always exits 0 after its reactor stops. An ``atexit`` hook runs
+    after twistd has cleaned up (pid file, log) and ends the process with
+    *code* after flushing the standard streams.
+    """
+    if _exitStatus:
+        return
+    _exitStatus.append(code)
+
+    def exitNow() -> None:
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+    atexit.register(exitNow)
