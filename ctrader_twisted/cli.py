@@ -26,6 +26,7 @@ reactor and returns a Deferred exit status (tests, embedding).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -432,7 +433,8 @@ async def _simulator(reactor: Any, argv: Sequence[str], stdout: TextIO, stderr: 
 
     options = SimulatorOptions()
     try:
-        options.parseOptions(list(argv))
+        with contextlib.redirect_stdout(stdout):  # usage.Options prints --help there
+            options.parseOptions(list(argv))
     except usage.UsageError as error:
         stderr.write(f"{options}\nctrader-twisted simulator: error: {error}\n")
         return EXIT_USAGE

@@ -1,0 +1,326 @@
+"""Tests for the ``ctrader-twisted`` console command and the config loading.
+
+Commands run in-process with :func:`ctrader_twisted.cli.run` against the
+simulator over loopback; one subprocess test runs the real entry point.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from ctrader_twisted import cli
+from ctrader_twisted.config import ConfigError, EndPoints, loadSettings, parseAccountIds
+from ctrader_twisted.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigTests(SynchronousTestCase):
+    """Options over environment over config file; one-line errors."""
+
+    def setUp(self) -> None:
+        self.home = Path(self.mktemp())
+        self.home.mkdir()
+        self.environ = {"HOME": str(self.home)}
+
+    def write(self, text: str, mode: int = 0o600) -> str:
+        path = self.home / "config.toml"
+        path.write_text(text)
+        path.chmod(mode)
+        return str(path)
+
+    def test_noHostMeansSimulator(self) -> None:
+        settings = loadSettings({}, self.environ)
+        self.assertTrue(settings.simulated)
+        self.assertIsNone(settings.credentials)
+        self.assertIsNone(settings.configPath)
+
+    def test_precedence(self) -> None:
+        path = self.write(
+            'host = "file-host"\nport = 6000\nclient_id = "file-id"\nclient_secret = "file-secret"\n'
+            'access_token = "file-token"\naccounts = [5, 6]\nwebsocket = true\n'
+        )
+        environ = dict(self.environ, CTRADER_CLIENT_ID="env-id", CTRADER_ACCESS_TOKEN="env-token", CTRADER_PORT="7000")
+        settings = loadSettings({"host": "demo", "accessToken": None}, environ, path)
+        self.assertEqual(settings.host, EndPoints.PROTOBUF_DEMO_HOST)
+        self.assertEqual(settings.port, 7000)
+        self.assertTrue(settings.websocket)
+        self.assertEqual(settings.accountIds, (5, 6))
+        assert settings.credentials is not None
+        self.assertEqual(settings.credentials.clientId, "env-id")
+        self.assertEqual(settings.credentials.clientSecret, "file-secret")
+        self.assertEqual(settings.credentials.accessToken, "env-token")
+        self.assertEqual(settings.configPath, path)
+
+    def test_defaultConfigFileAndSection(self) -> None:
+        directory = self.home / ".config" / "ctrader-twisted"
+        directory.mkdir(parents=True)
+        (directory / "config.toml").write_text('[ctrader]\nhost = "live"\nclient_id = "i"\nclient_secret = "s"\naccess_token = "t"\n')
+        settings = loadSettings({}, self.environ)
+        self.assertEqual(settings.host, EndPoints.PROTOBUF_LIVE_HOST)
+        self.assertEqual(settings.configPath, str(directory / "config.toml"))
+
+    def test_secretsNotInRepr(self) -> None:
+        settings = loadSettings(
+            {"host": "h", "clientId": "id", "clientSecret": "s3cret", "accessToken": "t0ken", "refreshToken": "r3fresh"},
+            self.environ,
+        )
+        for secret in ("s3cret", "t0ken", "r3fresh"):
+            self.assertNotIn(secret, repr(settings))
+
+    def assertConfigError(self, *fragments: str, **kwargs: Any) -> str:
+        with self.assertRaises(ConfigError) as raised:
+            loadSettings(kwargs.get("options", {}), kwargs.get("environ", self.environ), kwargs.get("path"))
+        message = str(raised.exception)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return message
+
+    def test_malformedToml(self) -> None:
+        path = self.write('client_secret = "hunter2\nhost = \n')
+        message = self.assertConfigError("malformed config file", path=path)
+        self.assertNotIn("hunter2", message)
+
+    def test_unknownKey(self) -> None:
+        self.assertConfigError("unknown key 'clientSecret'", path=self.write('clientSecret = "x"\n'))
+
+    def test_wrongTypes(self) -> None:
+        self.assertConfigError("'port' must be an integer", path=self.write('port = "5035"\n'))
+        self.assertConfigError("'websocket' must be true or false", path=self.write("websocket = 1\n"))
+        message = self.assertConfigError("'access_token' must be a non-empty string", path=self.write("access_token = 12\n"))
+        self.assertNotIn("12", message.replace("access_token", ""))
+        self.assertConfigError("account ids must be positive integers", path=self.write('accounts = ["x"]\n'))
+
+    def test_missingFile(self) -> None:
+        self.assertConfigError("does not exist", path=str(self.home / "nope.toml"))
+
+    def test_missingCredentials(self) -> None:
+        self.assertConfigError("no client secret", "CTRADER_CLIENT_SECRET",
+                               options={"host": "demo", "clientId": "x", "accessToken": "t"})
+
+    def test_badPortAndCaFile(self) -> None:
+        self.assertConfigError("port", options={"port": 70000})
+        self.assertConfigError("CA file", options={"caFile": str(self.home / "missing.pem")})
+
+    def test_worldReadableSecretsWarn(self) -> None:
+        path = self.write('client_secret = "s"\n', mode=0o644)
+        settings = loadSettings({}, self.environ, path)
+        self.assertEqual(len(settings.warnings), 1)
+        self.assertIn("chmod 600", settings.warnings[0])
+        self.assertEqual(loadSettings({}, self.environ, self.write('client_secret = "s"\n')).warnings, ())
+
+    def test_parseAccountIds(self) -> None:
+        self.assertEqual(parseAccountIds("1, 2,1", "x"), (1, 2))
+        self.assertEqual(parseAccountIds(3, "x"), (3,))
+        for bad in ("0", "a", True, [1.5j]):
+            self.assertRaises(ConfigError, parseAccountIds, bad, "x")
+
+
+class CommandTests(TestCase):
+    """``ctrader-twisted`` commands in-process (offline default: the simulator)."""
+
+    def setUp(self) -> None:
+        home = Path(self.mktemp())
+        home.mkdir()
+        self.environ = {"HOME": str(home)}
+
+    @inlineCallbacks
+    def call(self, *argv: str, environ: dict[str, str] | None = None) -> Any:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = yield cli.run(reactor, list(argv), stdout, stderr, self.environ if environ is None else environ)
+        return code, stdout.getvalue(), stderr.getvalue()
+
+    def assertOneLineError(self, stderr: str, fragment: str) -> None:
+        errors = [line for line in stderr.splitlines() if "error" in line]
+        self.assertEqual(len(errors), 1, stderr)
+        self.assertIn(fragment, errors[0])
+        self.assertNotIn("Traceback", stderr)
+
+    @inlineCallbacks
+    def test_stream(self) -> Any:
+        code, out, err = yield self.call("stream", "EURUSD,XAUUSD", "--count", "6", "--sim-interval", "0.05")
+        self.assertEqual(code, cli.EXIT_OK)
+        records = [json.loads(line, parse_float=Decimal) for line in out.splitlines()]
+        self.assertEqual(len(records), 6)
+        self.assertTrue(all(r["simulated"] is True and r["event"] == "spot" for r in records))
+        self.assertIn("SIMULATED DATA", err)
+
+    @inlineCallbacks
+    def test_streamToFile(self) -> Any:
+        path = self.mktemp()
+        code, out, _ = yield self.call("stream", "EURUSD", "--count", "2", "--sim-interval", "0.05", "-o", path)
+        self.assertEqual((code, out), (0, ""))
+        self.assertEqual(len(Path(path).read_text().splitlines()), 2)
+
+    @inlineCallbacks
+    def test_streamUnknownSymbol(self) -> Any:
+        code, out, err = yield self.call("stream", "EURUSD", "GBPJPY")
+        self.assertEqual(code, cli.EXIT_FAILURE)
+        self.assertEqual(out, "")
+        self.assertOneLineError(err, "unknown symbol 'GBPJPY'")
+
+    @inlineCallbacks
+    def test_usageErrors(self) -> Any:
+        for argv, fragment in (
+            (["stream", "EURUSD", "--trendbars", "M7"], "unknown trend bar period"),
+            (["stream", "EURUSD", "--count", "0"], "--count"),
+            (["bars", "EURUSD", "--from", "yesterday"], "ISO 8601"),
+            (["bars", "EURUSD", "--from", "2026-01-02", "--to", "2026-01-01"], "before"),
+            (["frobnicate"], "invalid choice"),
+        ):
+            code, _, err = yield self.call(*argv)
+            self.assertEqual(code, cli.EXIT_USAGE, argv)
+            self.assertIn(fragment, err)
+            self.assertNotIn("Traceback", err)
+
+    @inlineCallbacks
+    def test_malformedConfig(self) -> Any:
+        path = Path(self.mktemp())
+        path.write_text("host = [\n")
+        code, _, err = yield self.call("stream", "EURUSD", "--config", str(path))
+        self.assertEqual(code, cli.EXIT_USAGE)
+        self.assertOneLineError(err, "malformed config file")
+
+    @inlineCallbacks
+    def test_accounts(self) -> Any:
+        code, out, _ = yield self.call("accounts")
+        self.assertEqual(code, 0)
+        rows = [line.split() for line in out.splitlines()]
+        self.assertEqual(rows[0], ["account", "live", "login", "broker"])
+        self.assertEqual([r[:2] for r in rows[1:]], [["2000001", "no"], ["2000002", "yes"]])
+
+    @inlineCallbacks
+    def test_symbols(self) -> Any:
+        code, out, _ = yield self.call("symbols")
+        self.assertEqual(code, 0)
+        names = [line.split()[1] for line in out.splitlines()[1:]]
+        self.assertIn("EURUSD", names)
+        self.assertEqual(names, sorted(names))
+
+    @inlineCallbacks
+    def test_symbol(self) -> Any:
+        code, out, _ = yield self.call("symbol", "eurusd")
+        self.assertEqual(code, 0)
+        fields = dict((line.split(None, 1) + [""])[:2] for line in out.splitlines())
+        self.assertEqual(fields["name"], "EURUSD")
+        self.assertEqual(fields["digits"], "5")
+        self.assertEqual(fields["lotSize"], "100000 units")
+
+    @inlineCallbacks
+    def test_bars(self) -> Any:
+        code, out, err = yield self.call("bars", "XAUUSD", "--period", "M15", "--from", "2026-01-05T00:00:00Z",
+                                         "--to", "2026-01-05T06:00:00+00:00")
+        self.assertEqual(code, 0, err)
+        rows = list(csv.reader(io.StringIO(out)))
+        self.assertEqual(rows[0], ["time", "open", "high", "low", "close", "volume"])
+        times = [r[0] for r in rows[1:]]
+        self.assertEqual(len(times), 24)
+        self.assertEqual(times[0], "2026-01-05T00:00:00.000Z")
+        self.assertEqual(times, sorted(times))
+        for row in rows[1:]:
+            o, h, l, c = (Decimal(x) for x in row[1:5])
+            self.assertEqual(-o.as_tuple().exponent, 2)
+            self.assertLessEqual(l, min(o, c))
+            self.assertGreaterEqual(h, max(o, c))
+
+    @inlineCallbacks
+    def test_barsAcrossSeveralWindows(self) -> Any:
+        # M5 bars over 8 days: three windows of at most 3.5 days.
+        requests = []
+        original = cli.Client.request
+
+        def counting(client: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+            if message == "ProtoOAGetTrendbarsReq":
+                requests.append((kwargs["fromTimestamp"], kwargs["toTimestamp"]))
+            return original(client, message, *args, **kwargs)
+
+        self.patch(cli.Client, "request", counting)
+        code, out, err = yield self.call("bars", "EURUSD", "--period", "M5", "--from", "2025-12-01", "--to", "2025-12-09")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(len(requests), 3)
+        for start, end in requests:
+            self.assertLessEqual(end - start, cli.TRENDBAR_WINDOW_MS[5])
+        times = [line.split(",")[0] for line in out.splitlines()[1:]]
+        self.assertEqual(len(times), len(set(times)))
+        self.assertEqual(times, sorted(times))
+        self.assertGreater(len(times), 1000)
+
+    @inlineCallbacks
+    def test_remoteAgainstSimulatorWithEnvironmentCredentials(self) -> Any:
+        sim = Simulator(seed=5, clock=reactor, spotInterval=0.05)
+        listening = sim.listen(reactor, tlsPort=0, wsPort=None)
+        self.addCleanup(sim.stop)
+        ca = self.mktemp()
+        Path(ca).write_bytes(listening.caPEM)
+        environ = dict(
+            self.environ, CTRADER_HOST="localhost", CTRADER_PORT=str(listening.tlsPort),
+            CTRADER_CLIENT_ID=sim.clientId, CTRADER_CLIENT_SECRET=sim.clientSecret,
+            CTRADER_ACCESS_TOKEN=sim.accessToken, CTRADER_ACCOUNT_ID="2000002",
+        )
+        code, out, err = yield self.call("stream", "EURUSD", "--count", "2", "--ca-file", ca, environ=environ)
+        self.assertEqual(code, 0, err)
+        records = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual({(r["account"], r["simulated"]) for r in records}, {(2000002, False)})
+        self.assertNotIn(sim.clientSecret, err)
+        self.assertNotIn(sim.accessToken, err)
+        code, _, err = yield self.call("accounts", environ=environ)
+        self.assertEqual(code, cli.EXIT_FAILURE)
+        self.assertOneLineError(err, "TLS certificate verification failed")
+        code, _, err = yield self.call("accounts", "--ca-file", ca, "--client-secret", "nope", environ=environ)
+        self.assertEqual(code, cli.EXIT_FAILURE)
+        self.assertOneLineError(err, "refused the application credentials")
+
+    @inlineCallbacks
+    def test_simulatorHelp(self) -> Any:
+        code, out, _ = yield self.call("simulator", "--help")
+        self.assertEqual(code, 0)
+        self.assertIn("--tls-port", out)
+
+    @inlineCallbacks
+    def test_simulatorBadOption(self) -> Any:
+        code, _, err = yield self.call("simulator", "--tls-port", "bogus")
+        self.assertEqual(code, cli.EXIT_USAGE)
+        self.assertIn("--tls-port", err)
+
+
+class EntryPointTests(TestCase):
+    """The real console entry point, in a subprocess (one fast smoke test)."""
+
+    @inlineCallbacks
+    def test_streamCount(self) -> Any:
+        home = self.mktemp()
+        os.mkdir(home)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "PYTHONPATH": str(ROOT)}
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "ctrader_twisted.cli", "stream", "EURUSD", "--count", "5", "--sim-interval", "0.05"],
+            env=env,
+            path=str(ROOT),
+        )
+        self.assertEqual(code, 0, err)
+        records = [json.loads(line) for line in out.decode().splitlines()]
+        self.assertEqual(len(records), 5)
+        self.assertTrue(all(r["simulated"] for r in records))
+        self.assertIn(b"SIMULATED DATA", err)
+        self.assertNotIn(b"Traceback", err)
+
+    @inlineCallbacks
+    def test_usageErrorExitsTwo(self) -> Any:
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "ctrader_twisted.cli", "stream"], env={"PYTHONPATH": str(ROOT)}, path=str(ROOT)
+        )
+        self.assertEqual(code, 2)
+        self.assertIn(b"the following arguments are required: SYMBOL", err)

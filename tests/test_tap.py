@@ -1,0 +1,213 @@
+"""Tests for the ``twistd ctrader`` plugin (ctrader_twisted.tap and
+twisted/plugins/ctrader_twisted_plugin.py; run from the project root so the
+plugin directory is on sys.path)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService, IServiceMaker
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.error import ReactorNotRunning
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.scripts.twistd import ServerOptions
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface.verify import verifyObject
+
+from ctrader_twisted import tap
+from ctrader_twisted.streamer import StreamError, StreamService
+
+
+def plugin() -> Any:
+    found = [p for p in getPlugins(IServiceMaker) if p.tapname == "ctrader"]
+    if not found:
+        raise AssertionError("the ctrader plugin was not found (run the tests from the project root)")
+    return found[0]
+
+
+class PluginTests(SynchronousTestCase):
+    """Discovery and the IServiceMaker contract."""
+
+    def test_found(self) -> None:
+        maker = plugin()
+        self.assertTrue(verifyObject(IServiceMaker, maker))
+        self.assertIs(maker.options, tap.Options)
+        self.assertIn("JSON lines", maker.description)
+
+    def test_noPackageInitUnderTwisted(self) -> None:
+        root = Path(__file__).resolve().parent.parent / "twisted"
+        self.assertFalse((root / "__init__.py").exists())
+        self.assertFalse((root / "plugins" / "__init__.py").exists())
+
+
+class OptionsTests(SynchronousTestCase):
+    """Parsing and one-line usage errors."""
+
+    def setUp(self) -> None:
+        home = Path(self.mktemp())
+        home.mkdir()
+        self.environ = {"HOME": str(home)}
+
+    def parse(self, *argv: str, environ: dict[str, str] | None = None) -> tap.Options:
+        options = tap.Options()
+        options.environ = self.environ if environ is None else environ
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self) -> None:
+        options = self.parse("--symbols", "EURUSD, XAUUSD")
+        self.assertEqual(options["symbolList"], ["EURUSD", "XAUUSD"])
+        self.assertEqual(options["periodList"], [])
+        self.assertTrue(options.settings.simulated)
+        self.assertIsNone(options["count"])
+        self.assertEqual(options["timeout"], 30.0)
+
+    def test_everything(self) -> None:
+        output = self.mktemp()
+        options = self.parse(
+            "--symbols", "EURUSD", "--host", "demo", "--port", "5035", "--websocket", "--account", "1,2",
+            "--trendbars", "M1,h1", "--depth", "--output", output, "--count", "5", "--duration", "2.5",
+            "--client-id", "id", "--client-secret", "secret", "--access-token", "token",
+        )
+        self.addCleanup(options["outputFile"].close)
+        settings = options.settings
+        self.assertEqual((settings.host, settings.port, settings.websocket), ("demo.ctraderapi.com", 5035, True))
+        self.assertEqual(settings.accountIds, (1, 2))
+        self.assertEqual(options["periodList"], ["M1", "h1"])
+        self.assertEqual((options["count"], options["duration"]), (5, 2.5))
+        self.assertTrue(options["depth"])
+
+    def test_environmentCredentials(self) -> None:
+        environ = dict(self.environ, CTRADER_HOST="live", CTRADER_CLIENT_ID="i", CTRADER_CLIENT_SECRET="s",
+                       CTRADER_ACCESS_TOKEN="t", CTRADER_ACCOUNT_ID="42")
+        options = self.parse("--symbols", "EURUSD", environ=environ)
+        self.assertEqual(options.settings.host, "live.ctraderapi.com")
+        self.assertEqual(options.settings.accountIds, (42,))
+
+    def assertUsageError(self, fragment: str, *argv: str) -> None:
+        with self.assertRaises(usage.UsageError) as raised:
+            self.parse(*argv)
+        self.assertIn(fragment, str(raised.exception))
+        self.assertNotIn("\n", str(raised.exception))
+
+    def test_usageErrors(self) -> None:
+        self.assertUsageError("give the symbols")
+        self.assertUsageError("give the symbols", "--symbols", " , ")
+        self.assertUsageError("unknown trend bar period", "--symbols", "EURUSD", "--trendbars", "M7")
+        self.assertUsageError("--count must be a positive number", "--symbols", "EURUSD", "--count", "x")
+        self.assertUsageError("--duration must be a positive number", "--symbols", "EURUSD", "--duration", "-1")
+        self.assertUsageError("--port must be an integer", "--symbols", "EURUSD", "--port", "x")
+        self.assertUsageError("no client id", "--symbols", "EURUSD", "--host", "demo")
+        self.assertUsageError("cannot open", "--symbols", "EURUSD", "--output", "/nonexistent/dir/out.jsonl")
+
+    def test_malformedConfig(self) -> None:
+        path = self.mktemp()
+        Path(path).write_text("[ctrader\n")
+        self.assertUsageError("malformed config file", "--symbols", "EURUSD", "--config", path)
+
+    def test_secretNotInUsageError(self) -> None:
+        with self.assertRaises(usage.UsageError) as raised:
+            self.parse("--symbols", "EURUSD", "--host", "demo", "--client-secret", "hunter2", "--access-token", "tok")
+        self.assertNotIn("hunter2", str(raised.exception))
+
+
+class TwistdCommandLineTests(SynchronousTestCase):
+    """The plugin under twistd's own option parser."""
+
+    def setUp(self) -> None:
+        home = Path(self.mktemp())
+        home.mkdir()
+        self.patch(tap.Options, "environ", {"HOME": str(home)})
+
+    def test_logGoesToStderrUnderNodaemon(self) -> None:
+        config = ServerOptions()
+        config.parseOptions(["-n", "ctrader", "--symbols", "EURUSD"])
+        self.assertIs(config["logger"], tap.stderrLogObserver)
+        self.assertEqual(config.subOptions["symbolList"], ["EURUSD"])
+
+    def test_explicitLogfileIsKept(self) -> None:
+        config = ServerOptions()
+        config.parseOptions(["-n", "--logfile", "x.log", "ctrader", "--symbols", "EURUSD"])
+        self.assertIsNone(config["logger"])
+
+    def test_daemonNeedsOutput(self) -> None:
+        config = ServerOptions()
+        with self.assertRaises(usage.UsageError) as raised:
+            config.parseOptions(["ctrader", "--symbols", "EURUSD"])
+        self.assertIn("--output", str(raised.exception))
+
+
+class FakeReactor:
+    def __init__(self, running: bool = True) -> None:
+        self.stops = 0
+        self.running = running
+
+    def stop(self) -> None:
+        self.stops += 1
+        if not self.running:
+            raise ReactorNotRunning()
+        self.running = False
+
+
+class FakeService:
+    def __init__(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        self.done: Any = Deferred()
+
+    def whenDone(self) -> Any:
+        return self.done
+
+
+class StopWhenDoneTests(SynchronousTestCase):
+    """Under twistd: stop the reactor when the stream ends; exit 1 on errors."""
+
+    def test_success(self) -> None:
+        fake, service, status, codes = FakeReactor(), FakeService(), io.StringIO(), []
+        tap.stopWhenDone(service, fake, status, codes.append)  # type: ignore[arg-type]
+        service.done.callback(None)
+        self.assertEqual((fake.stops, codes, status.getvalue()), (1, [], ""))
+
+    def test_failure(self) -> None:
+        fake, service, status, codes = FakeReactor(), FakeService(), io.StringIO(), []
+        tap.stopWhenDone(service, fake, status, codes.append)  # type: ignore[arg-type]
+        service.done.errback(StreamError("unknown symbol 'X'"))
+        self.assertEqual(codes, [1])
+        self.assertEqual(status.getvalue(), "ctrader-twisted: error: unknown symbol 'X'\n")
+        self.assertEqual(fake.stops, 1)
+
+    def test_alreadyStopping(self) -> None:
+        fake, service, codes = FakeReactor(running=False), FakeService(), []
+        tap.stopWhenDone(service, fake, io.StringIO(), codes.append)  # type: ignore[arg-type]
+        service.done.callback(None)  # no ReactorNotRunning escapes
+        self.assertEqual(fake.stops, 1)
+
+
+class MakeServiceTests(TestCase):
+    """makeService streams from the in-process simulator."""
+
+    @inlineCallbacks
+    def test_streamsFromTheSimulator(self) -> Any:
+        home = Path(self.mktemp())
+        home.mkdir()
+        options = tap.Options()
+        options.environ = {"HOME": str(home)}
+        options.parseOptions(["--symbols", "EURUSD,XAUUSD", "--count", "4", "--trendbars", "M1"])
+        stdout, stderr = io.StringIO(), io.StringIO()
+        service = tap.makeService(options, reactor=reactor, stdout=stdout, stderr=stderr)
+        self.assertTrue(verifyObject(IService, service))
+        self.assertIsInstance(service, StreamService)
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        yield service.whenDone()
+        yield service.stopService()
+        records = [json.loads(line) for line in stdout.getvalue().splitlines()]
+        self.assertEqual(len(records), 4)
+        self.assertTrue(all(r["simulated"] for r in records))
+        self.assertLessEqual({r["event"] for r in records}, {"spot", "trendbar"})
+        self.assertIn("SIMULATED DATA", stderr.getvalue())
