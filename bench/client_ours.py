@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="1048576")
     p.add_argument("--chunk", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--patched", action="store_true", help="apply bench.experiment (proposed library change)")
     return p
 
 
@@ -221,6 +222,10 @@ async def large(client: Any, control: Any, args: argparse.Namespace) -> dict[str
 
 def main() -> None:
     args = parser().parse_args()
+    if args.patched:
+        from bench.experiment import apply
+
+        apply()
     import txaio
 
     txaio.use_twisted()

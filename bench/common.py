@@ -31,7 +31,18 @@ def rssBytes() -> int:
 
 
 def peakRssBytes() -> int:
-    """Peak resident set size of this process so far, in bytes."""
+    """Peak resident set size of this process so far, in bytes.
+
+    Read from ``VmHWM`` (Linux): ``getrusage``'s ``ru_maxrss`` survives
+    ``execve`` and would report the parent's peak in a child process.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
