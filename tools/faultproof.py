@@ -128,13 +128,16 @@ async def run(
         requestsPerSecond=None, historicalRequestsPerSecond=None, responseTimeout=30,
         maxQueuedRequests=batch * 4,
     )
-    account = sim.accountIds[0]
+    # An account rich enough for every order of the run (hedged: each order
+    # adds margin); the default token grants it.
+    account = sim.addAccount(isLive=False, balance=10**14)
     delivered = _SpotCounter()
     client.addListener("ProtoOASpotEvent", delivered)
     readyOnce = [False]
 
     def onDisconnect(c: Client, reason: Any) -> None:
-        report.drops += 1
+        if c.running:  # not the final stopService
+            report.drops += 1
 
     def onReady(c: Client) -> None:
         if not readyOnce[0]:
@@ -184,7 +187,8 @@ async def run(
             return d
 
         while report.requests < requests or report.eventsSent < events:
-            sim.faults.dropAfter(rng.randint(*dropEvery))
+            if sim.faults.dropAfterMessages is None:  # the previous drop happened: arm the next
+                sim.faults.dropAfter(rng.randint(*dropEvery))
             await client.whenReady()
             batchDeferreds = []
             for _ in range(min(batch, requests - report.requests)):
