@@ -95,7 +95,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _connectionOptions() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     group = common.add_argument_group("connection (default: the bundled simulator, in-process)")
     group.add_argument("--host", help="server host, or 'demo' / 'live' (env CTRADER_HOST); no host: the simulator")
     group.add_argument("--port", type=int, help="server port (default 5035; env CTRADER_PORT)")
@@ -124,7 +124,7 @@ def buildParser() -> argparse.ArgumentParser:
         "and small one-shot commands. Without --host everything runs against the bundled simulator.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    common = _connectionOptions()
+    common: Any = _connectionOptions()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     stream = sub.add_parser("stream", parents=[common], help="stream spots (and bars, depth, executions) as JSON lines",
@@ -282,7 +282,7 @@ async def _accounts(session: _Session, args: argparse.Namespace, stdout: TextIO)
     return EXIT_OK
 
 
-def _table(stream: TextIO, rows: list[tuple[str, ...]]) -> None:
+def _table(stream: TextIO, rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         stream.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() + "\n")

@@ -455,7 +455,7 @@ def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) ->
     result: Deferred[Client] = Deferred()
     calls: list[IDelayedCall] = []
 
-    done = []
+    done: list[Any] = []
 
     def finish(outcome: Any) -> None:
         if done:
