@@ -275,6 +275,10 @@ class Factory(ClientFactory):
         (for example a TLS certificate that failed verification)."""
         self._attemptFailureObservers.append(observer)
 
+    def removeAttemptFailureObserver(self, observer: Callable[[Failure], Any]) -> None:
+        """Stop calling an observer added with :meth:`addAttemptFailureObserver`."""
+        self._attemptFailureObservers.remove(observer)
+
     # --- traffic gate ----------------------------------------------------------
 
     def holdTraffic(self, hold: bool = True) -> None:

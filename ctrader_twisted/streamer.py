@@ -476,7 +476,6 @@ def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) ->
             result.callback(outcome)
 
     def attemptFailed(reason: Failure) -> None:
-        # The factory has no way to remove an observer: this one retires itself.
         if not client.isReady:
             finish(reason)
 
@@ -493,6 +492,7 @@ def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) ->
         )
 
     def cleanup(outcome: Any) -> Any:
+        client.factory.removeAttemptFailureObserver(attemptFailed)
         if not connected.called:
             connected.cancel()
         return outcome

@@ -118,5 +118,5 @@ class OfficialSDKTests(TestCase):
         out, err, code = await getProcessOutputAndValue(python, [str(script), str(credentials)], env={}, reactor=reactor)
         self.assertEqual(code, 0, err.decode(errors="replace"))
         text = out.decode()
-        self.assertIn("symbols: EURUSD, XAUUSD, US100.cash, GER40.cash", text)
+        self.assertIn("symbols: EURUSD, GBPUSD, XAUUSD, US100.cash, GER40.cash", text)
         self.assertEqual(text.count("spot 1:"), 5)

@@ -374,7 +374,7 @@ class ReferenceDataTests(SimulatorMemoryTestCase):
         link = self.link()
         accountId = link.login()
         light = {s.symbolId: s.symbolName for s in link.ok("ProtoOASymbolsListReq", ctidTraderAccountId=accountId).symbol}
-        self.assertEqual(light, {1: "EURUSD", 41: "XAUUSD", 275: "US100.cash", 279: "GER40.cash"})
+        self.assertEqual(light, {1: "EURUSD", 2: "GBPUSD", 41: "XAUUSD", 275: "US100.cash", 279: "GER40.cash"})
         full = link.ok("ProtoOASymbolByIdReq", ctidTraderAccountId=accountId, symbolId=[1, 41]).symbol
         eurusd, gold = full
         self.assertEqual((eurusd.digits, eurusd.pipPosition, eurusd.lotSize), (5, 4, 10000000))

@@ -2,7 +2,8 @@
 
 The values are modelled on real payloads recorded from a cTrader broker
 (``ProtoOAAssetListRes``, ``ProtoOASymbolsListRes`` and ``ProtoOASymbolByIdRes``
-for EURUSD, XAUUSD, US100.cash and GER40.cash): symbol ids, digits, pip
+for EURUSD, XAUUSD, US100.cash and GER40.cash; GBPUSD is added with EURUSD's
+specification and its own price): symbol ids, digits, pip
 positions, lot sizes, volume limits, commissions, schedules and the price
 levels at the time of the recording. They are plain Python literals so the
 simulator needs no data file at run time.
@@ -124,6 +125,23 @@ SYMBOLS: dict[int, dict[str, Any]] = {
         "schedule": _FX_SCHEDULE,
         "price": 114811,
         "spread": 2,
+    },
+    # Not in the recording: a second major, with EURUSD's trading
+    # specification, so that the usual two-symbol examples work offline.
+    2: {
+        "light": {
+            "symbolName": "GBPUSD",
+            "enabled": True,
+            "baseAssetId": 6,
+            "quoteAssetId": 15,
+            "symbolCategoryId": 11,
+            "description": "British Pound vs United States Dollar",
+            "sortingNumber": 8.0,
+        },
+        "spec": None,  # filled from EURUSD below
+        "schedule": _FX_SCHEDULE,
+        "price": 131524,
+        "spread": 3,
     },
     41: {
         "light": {
@@ -279,3 +297,5 @@ SYMBOLS: dict[int, dict[str, Any]] = {
         "spread": 133000,
     },
 }
+
+SYMBOLS[2]["spec"] = dict(SYMBOLS[1]["spec"], swapLong=-0.754, swapShort=-0.211)
