@@ -151,7 +151,7 @@ class Factory(ClientFactory):
     """
 
     _log = Logger()
-    protocol = TcpProtocol  # type: ignore[assignment]
+    protocol: type = TcpProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -231,7 +231,7 @@ class Factory(ClientFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         """Build the transport protocol through its ``forFactory``."""
-        return self.protocol.forFactory(self, addr)
+        return self.protocol.forFactory(self, addr)  # type: ignore[attr-defined]
 
     # --- observers -------------------------------------------------------------
 

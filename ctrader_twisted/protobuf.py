@@ -200,7 +200,7 @@ def payloadTypeOf(msgClass: type[Message] | Message) -> int | None:
     return int(field.default_value)
 
 
-def _expected(field: FieldDescriptor) -> str:
+def _expected(field: Any) -> str:
     if field.message_type is not None:
         kind = field.message_type.name
     elif field.enum_type is not None:
@@ -245,7 +245,7 @@ def validate(message: Message) -> None:
         not positive.
     """
     if not message.IsInitialized():
-        missing = ", ".join(message.FindInitializationErrors())
+        missing = ", ".join(message.FindInitializationErrors())  # type: ignore[attr-defined]
         raise InvalidMessageError(f"{message.DESCRIPTOR.name} is missing required field(s): {missing}")
     fields = message.DESCRIPTOR.fields_by_name
     for field in _POSITIVE_FIELDS:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf.message import Message
 
 __all__ = ["SessionState", "AccountState", "RestoreStep"]
 
@@ -118,7 +117,7 @@ class SessionState:
 
     # --- observing successful requests -----------------------------------------------
 
-    def observe(self, request: Message) -> None:
+    def observe(self, request: Any) -> None:
         """Update the record after *request* succeeded."""
         name = request.DESCRIPTOR.name
         accountId = getattr(request, "ctidTraderAccountId", None)
