@@ -376,10 +376,20 @@ def table(report: dict[str, Any]) -> str:
         rows.append((f"reassemble {mib:g} MiB in {report['settings']['chunk']} B reads, ms",
                      _cell(o), f"stock {_cell(s)}", _ratio(o, s, False)))
     pair("peak RSS while streaming, MiB", "stream_peak_rss_mib", False)
-    pair("RSS growth over a stream run, MiB", "stream_rss_growth_mib", False)
-    single("RSS growth over a wss:// stream run, MiB", "ours_stream_ws_rss_growth_mib")
-    rows.append(("RSS growth over the requests run, MiB", _cell(f.get("ours_requests_rss_growth_mib", {})),
-                 _cell(f.get("official_requests_rss_growth_mib", {})), ""))
+
+    def growth(s: dict[str, Any]) -> str:  # near zero: show the range, not a relative spread
+        if s.get("median") is None:
+            return "-"
+        if len(s["runs"]) == 1:
+            return f"{s['median']:+.3f}"
+        return f"{s['median']:+.3f} [{s['min']:+.3f}..{s['max']:+.3f}]"
+
+    rows.append(("RSS growth over a stream run, MiB", growth(f.get("ours_stream_rss_growth_mib", {})),
+                 growth(f.get("official_stream_rss_growth_mib", {})), ""))
+    rows.append(("RSS growth over a wss:// stream run, MiB", growth(f.get("ours_stream_ws_rss_growth_mib", {})),
+                 "", ""))
+    rows.append(("RSS growth over the requests run, MiB", growth(f.get("ours_requests_rss_growth_mib", {})),
+                 growth(f.get("official_requests_rss_growth_mib", {})), ""))
 
     widths = [max(len(r[i]) for r in rows + [("figure", "ours", "official SDK", "ours vs SDK")]) for i in range(4)]
     lines = []

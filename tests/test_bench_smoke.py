@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class QuickBenchTests(TestCase):
     def test_quickRunReportsEveryFigure(self) -> None:
         """``python -m bench --quick`` prints the table and writes every figure to JSON."""
-        output = self.mktemp()
+        output = os.path.abspath(self.mktemp())
         done = subprocess.run(
             [sys.executable, "-m", "bench", "--quick", "--output", output],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
