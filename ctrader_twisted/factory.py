@@ -61,6 +61,10 @@ from .tcp import DEFAULT_MAX_MESSAGE_SIZE, TcpProtocol
 __all__ = ["Factory", "FrameProtocol", "HEARTBEAT_FRAME"]
 
 _HEARTBEAT_TYPE = 51
+#: payload type -> the message class's ``FromString``, built once (listeners
+#: are only registered for known payload types, so every lookup hits).
+_decodeEnvelope = ProtoMessage.FromString
+_DECODERS = {payloadType: cls.FromString for payloadType, cls in Protobuf.payloadTypes().items()}
 #: The serialized heartbeat envelope, built once (``payload`` written empty,
 #: exactly as the official SDK writes it).
 HEARTBEAT_FRAME = ProtoMessage(payloadType=_HEARTBEAT_TYPE, payload=b"").SerializeToString()
@@ -570,12 +574,16 @@ class Factory(ClientFactory):
             self.protocolFailed(self.connection, cause)
 
     def frameReceived(self, connection: FrameProtocol, data: bytes) -> None:
-        """One complete frame arrived: decode, correlate and dispatch it."""
+        """One complete frame arrived: decode, correlate and dispatch it.
+
+        This is the hot path of every spot event, so dispatch is inline and
+        user code is isolated with one ``try`` per call.
+        """
         if connection is not self.connection:
             return
         self.framesReceived += 1
         try:
-            message = ProtoMessage.FromString(data)
+            message = _decodeEnvelope(data)
         except DecodeError as e:
             self._log.warn(
                 "Skipped a {length}-byte frame that is not a ProtoMessage: {error}",
@@ -583,20 +591,39 @@ class Factory(ClientFactory):
                 error=str(e),
             )
             return
-        if not message.HasField("payloadType"):
+        payloadType = message.payloadType
+        if not payloadType:  # missing (0 is no payload type)
             self._log.warn("Skipped a {length}-byte frame without a payloadType", length=len(data))
             return
-        if message.clientMsgId:
-            request = self._pending.get(message.clientMsgId)
+        msgId = message.clientMsgId
+        if msgId:
+            request = self._pending.get(msgId)
             if request is not None and request.sent and not request.done:
                 self._answer(request, message)
-            elif request is None and message.payloadType != _HEARTBEAT_TYPE:
+            elif request is None and payloadType != _HEARTBEAT_TYPE:
                 self._log.debug(
                     "{name} for clientMsgId {clientMsgId} matches no pending request",
-                    name=Protobuf.name(message.payloadType),
-                    clientMsgId=message.clientMsgId,
+                    name=Protobuf.name(payloadType),
+                    clientMsgId=msgId,
                 )
-        self._dispatch(message)
+        for callback in self._messageCallbacks:
+            try:
+                callback(message)
+            except Exception:
+                self._log.failure("Exception in user callback {callback!r}", callback=callback)
+        listeners = self._listeners.get(payloadType)
+        if listeners:
+            try:
+                payload = _DECODERS[payloadType](message.payload)
+            except (KeyError, DecodeError) as e:
+                self._log.warn("Could not decode {name} for its listeners: {error}",
+                               name=Protobuf.name(payloadType), error=str(e))
+                return
+            for listener in listeners:
+                try:
+                    listener(payload)
+                except Exception:
+                    self._log.failure("Exception in user callback {callback!r}", callback=listener)
 
     def _answer(self, request: _Request, message: ProtoMessage) -> None:
         payloadType = message.payloadType
@@ -624,28 +651,6 @@ class Factory(ClientFactory):
             d.errback(e)
             return
         d.callback(payload)
-
-    def _dispatch(self, message: ProtoMessage) -> None:
-        # The hot path of every spot event: user code is isolated inline
-        # rather than through _safely, saving a call per callback.
-        for callback in self._messageCallbacks:
-            try:
-                callback(message)
-            except Exception:
-                self._log.failure("Exception in user callback {callback!r}", callback=callback)
-        listeners = self._listeners.get(message.payloadType)
-        if listeners:
-            try:
-                payload = Protobuf.extract(message)
-            except CTraderError as e:
-                self._log.warn("Could not decode {name} for its listeners: {error}",
-                               name=Protobuf.name(message.payloadType), error=str(e))
-                return
-            for listener in listeners:
-                try:
-                    listener(payload)
-                except Exception:
-                    self._log.failure("Exception in user callback {callback!r}", callback=listener)
 
     def _safely(self, function: Callable[..., Any], *args: Any) -> None:
         try:
