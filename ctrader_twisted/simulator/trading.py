@@ -28,7 +28,7 @@ commission, as in the recordings.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..messages.OpenApiMessages_pb2 import (
     ProtoOAAmendOrderReq,
@@ -406,19 +406,33 @@ def newOrder(session: Session, req: ProtoOANewOrderReq, clientMsgId: str | None)
         execute(sim, account, order, position, openingPrice(state, req.tradeSide), session, clientMsgId)
 
 
-@handles(ProtoOAClosePositionReq)
-def closePosition(session: Session, req: ProtoOAClosePositionReq, clientMsgId: str | None) -> None:
+def _openPosition(session: Session, req: Any, clientMsgId: str | None) -> tuple[Account, Position] | None:
+    """The account and the open position *req* names; ``None`` once the
+    request has been refused (not authorized, or ``POSITION_NOT_FOUND``)."""
     account = session.account(req, clientMsgId)
     if account is None:
-        return
-    sim = session.simulator
-    accountId = account.ctidTraderAccountId
+        return None
     position = account.positions.get(req.positionId)
     if position is None or position.status != 1:
         session.orderError(
-            "POSITION_NOT_FOUND", f"Position {req.positionId} not found", clientMsgId, accountId, positionId=req.positionId
+            "POSITION_NOT_FOUND",
+            f"Position {req.positionId} not found",
+            clientMsgId,
+            account.ctidTraderAccountId,
+            positionId=req.positionId,
         )
+        return None
+    return account, position
+
+
+@handles(ProtoOAClosePositionReq)
+def closePosition(session: Session, req: ProtoOAClosePositionReq, clientMsgId: str | None) -> None:
+    found = _openPosition(session, req, clientMsgId)
+    if found is None:
         return
+    account, position = found
+    sim = session.simulator
+    accountId = account.ctidTraderAccountId
     state = sim.market.symbols[position.symbolId]
     spec = state.spec["spec"]
     if req.volume > position.volume or req.volume % spec["stepVolume"] or req.volume < spec["minVolume"] and req.volume != position.volume:
@@ -451,17 +465,12 @@ def closePosition(session: Session, req: ProtoOAClosePositionReq, clientMsgId: s
 
 @handles(ProtoOAAmendPositionSLTPReq)
 def amendPositionSLTP(session: Session, req: ProtoOAAmendPositionSLTPReq, clientMsgId: str | None) -> None:
-    account = session.account(req, clientMsgId)
-    if account is None:
+    found = _openPosition(session, req, clientMsgId)
+    if found is None:
         return
+    account, position = found
     sim = session.simulator
     accountId = account.ctidTraderAccountId
-    position = account.positions.get(req.positionId)
-    if position is None or position.status != 1:
-        session.orderError(
-            "POSITION_NOT_FOUND", f"Position {req.positionId} not found", clientMsgId, accountId, positionId=req.positionId
-        )
-        return
     state = sim.market.symbols[position.symbolId]
     stopLoss = req.stopLoss if req.HasField("stopLoss") else None
     takeProfit = req.takeProfit if req.HasField("takeProfit") else None
