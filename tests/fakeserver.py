@@ -21,10 +21,13 @@ from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from ctrader_twisted.protobuf import Protobuf, payloadTypeOf
 
 
-class ScriptedServer(Int32StringReceiver):
-    """Records requests; the test calls :meth:`reply` / :meth:`push`."""
+class ScriptedPeer:
+    """Transport-neutral half of a scripted peer: records every ProtoMessage,
+    answers automatically where told, and sends answers and pushes.
 
-    MAX_LENGTH = 50_000_000
+    Subclasses call :meth:`messageReceived` with each received message's bytes
+    and implement :meth:`pushRaw` (one frame out).
+    """
 
     def __init__(self) -> None:
         self.received: list[ProtoMessage] = []
@@ -32,7 +35,7 @@ class ScriptedServer(Int32StringReceiver):
         #: Optional automatic answers: payloadType -> function(request payload) -> reply payload.
         self.auto: dict[int, Any] = {}
 
-    def stringReceived(self, data: bytes) -> None:
+    def messageReceived(self, data: bytes) -> None:
         message = ProtoMessage.FromString(data)
         self.received.append(message)
         handler = self.auto.get(message.payloadType)
@@ -40,9 +43,6 @@ class ScriptedServer(Int32StringReceiver):
             answer = handler(Protobuf.extract(message))
             if answer is not None:
                 self.reply(message, answer)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.lost = True
 
     def requests(self) -> list[ProtoMessage]:
         """Received messages other than heartbeats."""
@@ -57,10 +57,25 @@ class ScriptedServer(Int32StringReceiver):
         envelope = ProtoMessage(payloadType=payloadTypeOf(payload), payload=payload.SerializeToString())
         if clientMsgId:
             envelope.clientMsgId = clientMsgId
-        self.sendString(envelope.SerializeToString())
+        self.pushRaw(envelope.SerializeToString())
 
     def pushRaw(self, data: bytes) -> None:
         """Send *data* as one frame, whatever it is."""
+        raise NotImplementedError
+
+
+class ScriptedServer(ScriptedPeer, Int32StringReceiver):
+    """Records requests; the test calls :meth:`reply` / :meth:`push`."""
+
+    MAX_LENGTH = 50_000_000
+
+    def stringReceived(self, data: bytes) -> None:
+        self.messageReceived(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.lost = True
+
+    def pushRaw(self, data: bytes) -> None:
         self.sendString(data)
 
 

@@ -43,8 +43,10 @@ from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAVersionRes  # no
 from ctrader_twisted.protobuf import Protobuf, payloadTypeOf  # noqa: E402
 from ctrader_twisted.websocket import WebSocketProtocol, webSocketURL  # noqa: E402
 
+from .fakeserver import ScriptedPeer  # noqa: E402
 
-class WebSocketScriptedServer(WebSocketServerProtocol):  # type: ignore[misc]
+
+class WebSocketScriptedServer(ScriptedPeer, WebSocketServerProtocol):  # type: ignore[misc]
     """A scripted Open API peer over WebSocket (same interface as
     ``tests.fakeserver.ScriptedServer``): records requests; the test answers.
 
@@ -54,14 +56,12 @@ class WebSocketScriptedServer(WebSocketServerProtocol):  # type: ignore[misc]
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.received: list[ProtoMessage] = []
-        self.lost = False
+        ScriptedPeer.__init__(self)
+        WebSocketServerProtocol.__init__(self)
         self.closes: list[tuple[bool, Any, Any]] = []
         self.handshake: ConnectionRequest | None = None
         self.answerPings = True
         self.holdHandshake: Deferred[None] | None = None
-        self.auto: dict[int, Any] = {}
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         self.handshake = request
@@ -71,13 +71,7 @@ class WebSocketScriptedServer(WebSocketServerProtocol):  # type: ignore[misc]
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         assert isBinary, "the client must send binary messages only"
-        message = ProtoMessage.FromString(payload)
-        self.received.append(message)
-        handler = self.auto.get(message.payloadType)
-        if handler is not None:
-            answer = handler(Protobuf.extract(message))
-            if answer is not None:
-                self.reply(message, answer)
+        self.messageReceived(payload)
 
     def onPing(self, payload: bytes) -> None:
         if self.answerPings:
@@ -89,21 +83,6 @@ class WebSocketScriptedServer(WebSocketServerProtocol):  # type: ignore[misc]
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self.lost = True
         super().connectionLost(reason)
-
-    def requests(self) -> list[ProtoMessage]:
-        """Received messages other than heartbeats."""
-        return [m for m in self.received if m.payloadType != 51]
-
-    def reply(self, request: ProtoMessage, payload: Any, clientMsgId: str | None = None) -> None:
-        """Answer *request* with *payload* (echoing its clientMsgId)."""
-        self.push(payload, request.clientMsgId if clientMsgId is None else clientMsgId)
-
-    def push(self, payload: Any, clientMsgId: str | None = None) -> None:
-        """Send *payload* wrapped in a ProtoMessage, as one binary message."""
-        envelope = ProtoMessage(payloadType=payloadTypeOf(payload), payload=payload.SerializeToString())
-        if clientMsgId:
-            envelope.clientMsgId = clientMsgId
-        self.sendMessage(envelope.SerializeToString(), isBinary=True)
 
     def pushRaw(self, data: bytes) -> None:
         """Send *data* as one binary message, whatever it is."""
