@@ -44,7 +44,7 @@ from ctrader_twisted.messages.OpenApiMessages_pb2 import (
 )
 from ctrader_twisted.tcp import TcpProtocol
 
-from .fakeserver import ScriptedServer, connectInMemory
+from .fakeserver import connectInMemory
 
 
 class CoreTestCase(SynchronousTestCase):

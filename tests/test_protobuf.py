@@ -21,7 +21,6 @@ from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import (
     ProtoMessage,
 )
 from ctrader_twisted.messages.OpenApiMessages_pb2 import (
-    ProtoOAApplicationAuthReq,
     ProtoOAErrorRes,
     ProtoOANewOrderReq,
     ProtoOASpotEvent,

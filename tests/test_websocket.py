@@ -40,7 +40,7 @@ from ctrader_twisted.errors import (  # noqa: E402
 from ctrader_twisted.factory import HEARTBEAT_FRAME, Factory  # noqa: E402
 from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage  # noqa: E402
 from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAVersionRes  # noqa: E402
-from ctrader_twisted.protobuf import Protobuf, payloadTypeOf  # noqa: E402
+from ctrader_twisted.protobuf import Protobuf  # noqa: E402
 from ctrader_twisted.websocket import WebSocketProtocol, webSocketURL  # noqa: E402
 
 from .fakeserver import ScriptedPeer  # noqa: E402
