@@ -462,6 +462,13 @@ class Factory(ClientFactory):
         request.done = True
         if self._pending.get(request.clientMsgId) is request:
             del self._pending[request.clientMsgId]
+        if not request.sent:  # cancelled while queued: free its place at once
+            try:
+                self._queue.remove(request)
+            except ValueError:  # already taken off (failQueued)
+                pass
+            else:
+                self._queued -= 1
         if request.timer is not None:
             if request.timer.active():
                 request.timer.cancel()

@@ -670,3 +670,21 @@ class RepeatedVolumeTests(CoreTestCase):
             ctidTraderAccountId=1, symbolId=1, volume=[100, 0],
         )
         self.assertIn("volume", str(e))
+
+
+class QueuedCancellationTests(SynchronousTestCase):
+    def test_cancelledQueuedRequestsFreeTheirPlace(self) -> None:
+        clock = Clock()
+        factory = Factory(TcpProtocol, clock, maxQueuedRequests=2)
+        factory.keepQueuedOnDisconnect = True
+        first = factory.request("VersionReq")  # not connected: queued
+        second = factory.request("VersionReq")
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        third = factory.request("VersionReq")  # the cancelled one's place is free
+        self.assertRaises(QueueFullError, factory.request, "VersionReq")
+        client, server, pump = connectInMemory(factory, clock)
+        self.assertEqual(len(server.requests()), 2)
+        for d in (second, third):
+            d.cancel()
+            self.failureResultOf(d, CancelledError)
