@@ -1,7 +1,7 @@
 """In-process figures: no reactor, no network, no TLS.
 
-* :func:`parsingCeiling`: the spot stream's bytes (the very frames the bench
-  server writes) fed in 16 KiB reads (the size of a full TLS record) to our
+* :func:`parsingCeiling`: the spot stream's bytes (frames like those the
+  simulator writes in burst mode) fed in 16 KiB reads (the size of a full TLS record) to our
   :class:`~ctrader_twisted.tcp.TcpProtocol`, whose ``stringReceived`` decodes
   the ``ProtoMessage`` and the ``ProtoOASpotEvent`` and calls a callback that
   reads bid and ask. This is the ceiling the whole stack is compared with.

@@ -7,7 +7,8 @@ Started by :mod:`bench.run` as ``python -m bench.client_ours MODE ...``; prints
 Modes:
 
 ``stream``
-    subscribe to spots, receive a warm-up burst, then ``--count`` events; each
+    subscribe to spots of symbol 1 (after the first "current price" event),
+    receive a warm-up burst, then ``--count`` events; each
     goes through TLS, framing, ``ProtoMessage`` and payload decoding and the
     dispatch to a listener that reads ``bid`` and ``ask``.
 ``latency``
@@ -33,9 +34,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.common import connectControl, cpuSeconds, emit, latencySummary, peakRssBytes, settledRss  # noqa: E402
+from bench.common import (  # noqa: E402
+    connectControl, cpuSeconds, emit, latencySummary, loadCredentials, peakRssBytes, settledRss,
+)
 
-ACCOUNT = 12345678
+#: The symbol the simulator streams in burst mode (EURUSD).
+SYMBOL = 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--control", type=int, required=True)
     p.add_argument("--ca", required=True, help="CA certificate PEM file")
+    p.add_argument("--credentials", required=True, help="JSON file with the simulator's credentials")
     p.add_argument("--transport", choices=["tcp", "ws"], default="tcp")
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=1000)
@@ -64,18 +69,33 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         protocol: type = WebSocketProtocol
     else:
         protocol = TcpProtocol
+    from twisted.internet.defer import Deferred
+
+    credentials = loadCredentials(args.credentials)
+    account = credentials["accountId"]
     client = Client(
         "localhost", args.port, protocol, reactor=reactor, trustRoot=args.ca,
-        clientId="bench-client", clientSecret="bench-secret",
+        clientId=credentials["clientId"], clientSecret=credentials["clientSecret"],
         requestsPerSecond=None, historicalRequestsPerSecond=None,
         responseTimeout=60, maxQueuedRequests=1_000_000,
     )
     control = await connectControl(reactor, args.control)
     client.startService()
     try:
-        await client.whenReady()
-        await client.authorizeAccount(ACCOUNT, "bench-token")
-        await client.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=ACCOUNT, symbolId=[1])
+        await client.whenReady()  # application authentication done
+        await client.authorizeAccount(account, credentials["accessToken"])
+        # The simulator follows the subscription with one spot event carrying
+        # the current price: wait for it, so that no burst counts it.
+        first: Deferred[None] = Deferred()
+
+        def firstSpot(event: Any) -> None:
+            if not first.called:
+                first.callback(None)
+
+        client.addListener("ProtoOASpotEvent", firstSpot)
+        await client.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=[SYMBOL])
+        await first
+        client.removeListener("ProtoOASpotEvent", firstSpot)
         if args.mode == "stream":
             return await stream(client, control, args)
         if args.mode == "latency":
@@ -103,7 +123,9 @@ async def stream(client: Any, control: Any, args: argparse.Namespace) -> dict[st
 
     async def burst(count: int) -> None:
         state["seen"], state["target"], state["done"] = 0, count, Deferred()
-        await control.command(f"burst {count}")
+        reply = await control.command(f"burst {count}")
+        if reply != f"ok {count}":
+            raise RuntimeError(f"burst {count}: the simulator answered {reply!r}")
         await state["done"]
 
     await burst(args.warmup)

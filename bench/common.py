@@ -86,6 +86,13 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     return {"median": med, "min": min(vals), "max": max(vals), "spread_pct": spread, "runs": list(vals)}
 
 
+def loadCredentials(path: str) -> dict[str, Any]:
+    """The simulator's credentials written by the runner: ``clientId``,
+    ``clientSecret``, ``accessToken`` and ``accountId``."""
+    with open(path) as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
 def emit(result: dict[str, Any]) -> None:
     """Write a client's result as the last line of stdout (read by the runner)."""
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")

@@ -16,7 +16,7 @@ shapes the figures:
 * it has no per-type listeners: the message callback sees every message and
   decodes the payload itself (``Protobuf.extract``);
 * it connects with ``clientFromString("ssl:host:port")``, which verifies no
-  certificate, so it accepts the bench server's certificate;
+  certificate, so it accepts the simulator's certificate;
 * protobuf 3.20.1 has no binary wheel for Python 3.11, so it runs the pure
   Python protobuf backend.
 """
@@ -34,9 +34,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.common import connectControl, cpuSeconds, emit, latencySummary, peakRssBytes, settledRss  # noqa: E402
+from bench.common import (  # noqa: E402
+    SPOT_EVENT, connectControl, cpuSeconds, emit, latencySummary, loadCredentials, peakRssBytes, settledRss,
+)
 
-ACCOUNT = 12345678
+#: The symbol the simulator streams in burst mode (EURUSD).
+SYMBOL = 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--control", type=int, required=True)
     p.add_argument("--ca", help="ignored: the official SDK verifies no certificate")
+    p.add_argument("--credentials", required=True, help="JSON file with the simulator's credentials")
     p.add_argument("--transport", choices=["tcp"], default="tcp")
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=1000)
@@ -82,15 +86,31 @@ class Bench:
         from twisted.internet.defer import gatherResults
 
         args = self.args
+        credentials = loadCredentials(args.credentials)
+        account = credentials["accountId"]
         self.control = await connectControl(self.reactor, args.control)
         self.client.startService()
         await self.connected
-        # Queued together: the SDK writes them on its next one-second tick.
+        # The simulator follows the subscription with one spot event carrying
+        # the current price: wait for it, so that no burst counts it.
+        first = self.Deferred()
+
+        def firstSpot(message: Any) -> None:
+            if message.payloadType == SPOT_EVENT and not first.called:
+                first.callback(None)
+
+        self.onMessage = firstSpot
+        # Queued together (application authentication first, as the server
+        # requires): the SDK writes them in order on its next one-second tick.
         await gatherResults([
-            self.request("ProtoOAApplicationAuthReq", clientId="bench-client", clientSecret="bench-secret"),
-            self.request("ProtoOAAccountAuthReq", ctidTraderAccountId=ACCOUNT, accessToken="bench-token"),
-            self.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=ACCOUNT, symbolId=[1]),
+            self.request("ProtoOAApplicationAuthReq", clientId=credentials["clientId"],
+                         clientSecret=credentials["clientSecret"]),
+            self.request("ProtoOAAccountAuthReq", ctidTraderAccountId=account,
+                         accessToken=credentials["accessToken"]),
+            self.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=[SYMBOL]),
         ])
+        await first
+        self.onMessage = None
         try:
             return await getattr(self, args.mode)()
         finally:
@@ -113,7 +133,9 @@ class Bench:
 
         async def burst(count: int) -> None:
             state["seen"], state["target"], state["done"] = 0, count, self.Deferred()
-            await self.control.command(f"burst {count}")
+            reply = await self.control.command(f"burst {count}")
+            if reply != f"ok {count}":
+                raise RuntimeError(f"burst {count}: the simulator answered {reply!r}")
             await state["done"]
 
         args = self.args

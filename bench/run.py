@@ -1,7 +1,7 @@
 """Run the whole benchmark suite and print one table: ``python -m bench``.
 
-Every figure is measured over loopback against the bench server
-(:mod:`bench.server`, a child process), each client run in a fresh process of
+Every figure is measured over loopback against the project's simulator
+(:mod:`bench.server` runs it in a child process), each client run in a fresh process of
 its own (:mod:`bench.client_ours`; :mod:`bench.official_client` in the
 official SDK's virtual environment), so that client CPU time and resident
 memory are the client's alone. In-process ceilings come from
@@ -67,7 +67,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class Server:
-    """The bench server child process (``python -m bench.server``)."""
+    """The bench server child process (``python -m bench.server``: the simulator)."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
@@ -82,6 +82,11 @@ class Server:
         fd, self.ca = tempfile.mkstemp(prefix="bench-ca-", suffix=".pem")
         with os.fdopen(fd, "w") as f:
             f.write(info["ca"])
+        # The simulator's credentials go to the clients in a private file
+        # (mkstemp: mode 0600), not on their command lines.
+        fd, self.credentials = tempfile.mkstemp(prefix="bench-credentials-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: info[k] for k in ("clientId", "clientSecret", "accessToken", "accountId")}, f)
 
     def close(self) -> None:
         self.process.stdin.close()  # type: ignore[union-attr]  # the server stops on EOF
@@ -91,13 +96,15 @@ class Server:
             self.process.kill()
             self.process.wait()
         os.unlink(self.ca)
+        os.unlink(self.credentials)
 
 
 def runClient(python: str, module: str, server: Server, mode: str, port: int, *extra: str,
               timeout: float = 900) -> dict[str, Any]:
     """Run one client process and return its ``RESULT`` (``{"error": ...}`` on failure)."""
     command = [python, "-W", "ignore", "-m", module, mode, "--port", str(port),
-               "--control", str(server.control), "--ca", server.ca, *extra]
+               "--control", str(server.control), "--ca", server.ca,
+               "--credentials", server.credentials, *extra]
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -445,6 +445,46 @@ class Simulator:
             lambda results: sum(r for ok, r in results if ok)
         )
 
+    def writeToAll(self, frameBytes: bytes, chunkSize: int | None = None) -> int:
+        """Write one already-serialized ``ProtoMessage`` to every live connection.
+
+        Meant for benchmarks and tests that need a message no handler
+        produces, such as a response of several megabytes. For a TCP session
+        the 4-byte length prefix is added and the frame is handed to the
+        transport in *chunkSize*-byte writes (one write when ``None``); a
+        WebSocket session gets it as a single binary message. Everything is
+        written before this returns. Twisted's TLS transport may still
+        coalesce writes made in one reactor turn into larger TLS records.
+
+        :param frameBytes: a serialized ``ProtoMessage`` (no length prefix).
+        :param chunkSize: bytes per transport write for TCP sessions.
+        :returns: the bytes handed to the transports in all (length prefixes
+            included; for WebSocket sessions, the message payloads).
+        """
+        if chunkSize is not None and chunkSize < 1:
+            raise ValueError(f"chunkSize must be positive, got {chunkSize}")
+        total = 0
+        framed: bytes | None = None
+        for session in list(self.sessions):
+            connection: Any = session.connection
+            if session.closed or connection.transport is None:
+                continue
+            if isinstance(connection, SimulatorTcpProtocol):
+                if framed is None:
+                    framed = frame(frameBytes)
+                if chunkSize is None or chunkSize >= len(framed):
+                    connection.transport.write(framed)
+                else:
+                    view = memoryview(framed)
+                    for start in range(0, len(framed), chunkSize):
+                        connection.transport.write(bytes(view[start : start + chunkSize]))
+                total += len(framed)
+            else:
+                connection.writeFrame(frameBytes)
+                total += len(frameBytes)
+            session.written += 1
+        return total
+
     # --- listening ---------------------------------------------------------------------------------
 
     def listen(
