@@ -18,7 +18,7 @@ Modes:
     ``--warmup`` requests): latency percentiles, requests/s and RSS growth.
 ``large``
     receive one ``ProtoOASymbolsListRes`` of each ``--sizes`` (bytes), written
-    by the server in ``--chunk``-byte TLS writes.
+    by the simulator (``Simulator.writeToAll``) in ``--chunk``-byte writes.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inflight-requests", type=int, default=100_000, help="requests with 100 in flight (ours)")
     p.add_argument("--sizes", default=f"{MiB},{4 * MiB},{14 * MiB}",
                    help="large response sizes in bytes (15 MiB is over the 15,000,000-byte frame limit)")
-    p.add_argument("--chunk", type=int, default=4096, help="bytes per server write of a large response")
+    p.add_argument("--chunk", type=int, default=4096, help="bytes per simulator write of a large response (TLS coalesces them into 16 KiB records)")
     p.add_argument("--official", default=os.path.join(OFFICIAL_VENV, "bin", "python"),
                    help="python of the official SDK's venv (pip install ctrader-open-api)")
     p.add_argument("--no-official", action="store_true", help="skip the official SDK")
