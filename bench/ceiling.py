@@ -80,7 +80,6 @@ def coreInProcess(count: int) -> dict[str, float]:
 
     factory = Factory(clock=Clock(), heartbeatInterval=None, silenceTimeout=None)
     factory.addListener("ProtoOASpotEvent", listener)
-    factory.addMessageCallback(lambda message: None)  # as Client registers one
     proto = factory.buildProtocol(None)
     factory.connectionReady(proto)
     start, cpu = time.perf_counter(), time.process_time()

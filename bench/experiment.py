@@ -43,7 +43,7 @@ def apply() -> None:
     def frameReceived(self: Any, connection: Any, data: bytes) -> None:
         if connection is not self.connection:
             return
-        self.framesReceived += 1
+        self.activity += 1
         try:
             message = fromString(data)
         except DecodeError as e:

@@ -64,9 +64,10 @@ class TcpProtocol(Int32StringReceiver):
         self._failed = False
         self._lost = False
         self.factory: Factory | None = None
-        #: what each complete frame is handed to (``stringReceived`` unless
-        #: :meth:`forFactory` bound the core's ``frameReceived`` directly)
-        self._receive: Callable[[bytes], None] | None = None
+        #: where the complete frames of a read go in one call (the core's
+        #: ``framesReceived``, bound by :meth:`forFactory`), or ``None`` for
+        #: one :meth:`stringReceived` call per frame
+        self._receiveMany: Callable[[list[bytes]], None] | None = None
 
     @classmethod
     def forFactory(cls, factory: Factory, addr: IAddress | None) -> TcpProtocol:
@@ -75,8 +76,8 @@ class TcpProtocol(Int32StringReceiver):
         proto.factory = factory
         proto.MAX_LENGTH = factory.maxMessageSize
         if cls.stringReceived is TcpProtocol.stringReceived:
-            # Frames go straight to the core: one Python call less per message.
-            proto._receive = partial(factory.frameReceived, proto)
+            # The frames of each read go straight to the core, in one call.
+            proto._receiveMany = partial(factory.framesReceived, proto)
         return proto
 
     # --- connection life ---------------------------------------------------
@@ -112,10 +113,52 @@ class TcpProtocol(Int32StringReceiver):
             source: Any = memoryview(buf)
         else:
             source = data  # fast path: frames straight from the read
+        if self._receiveMany is not None and not self.paused:
+            self._splitAndDeliver(data, buf, source)
+        else:
+            self._deliverEach(data, buf, source)
+
+    def _splitAndDeliver(self, data: bytes, buf: bytearray, source: Any) -> None:
+        # All complete frames of this read go to the core in one call.
         size = len(source)
         offset = 0
         limit = self.MAX_LENGTH
-        receive = self._receive or self.stringReceived
+        frames: list[bytes] = []
+        append = frames.append
+        tooLong = None
+        try:
+            while size - offset >= 4:
+                (length,) = _unpackLength(source, offset)
+                if length > limit:
+                    tooLong = length
+                    break
+                end = offset + 4 + length
+                if end > size:
+                    break
+                append(bytes(source[offset + 4 : end]))
+                offset = end
+        finally:
+            if source is not data:
+                source.release()
+        if tooLong is not None:
+            self._buffer = bytearray()
+        elif source is not data:
+            if offset:
+                del buf[:offset]
+        elif offset < size:
+            buf += data[offset:] if offset else data
+        if frames:
+            self._receiveMany(frames)  # type: ignore[misc]
+        if tooLong is not None and not self._lost:
+            self.lengthLimitExceeded(tooLong)
+
+    def _deliverEach(self, data: bytes, buf: bytearray, source: Any) -> None:
+        # One stringReceived call per frame (subclasses that override it,
+        # such as the simulator's server protocol, and paused transports).
+        size = len(source)
+        offset = 0
+        limit = self.MAX_LENGTH
+        receive = self.stringReceived
         try:
             while size - offset >= 4:
                 (length,) = _unpackLength(source, offset)
