@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from ..messages.OpenApiModelMessages_pb2 import (
     ProtoOAClosePositionDetail,
@@ -51,6 +51,26 @@ class Token:
         return f"<Token for accounts {self.accountIds} valid={self.valid}>"
 
 
+def _tradeData(item: Any) -> ProtoOATradeData:
+    """The ``ProtoOATradeData`` of a :class:`Position` or an :class:`Order`
+    (both carry the same trade fields)."""
+    trade = ProtoOATradeData(
+        symbolId=item.symbolId,
+        volume=item.volume,
+        tradeSide=item.tradeSide,
+        openTimestamp=item.openTimestamp,
+        guaranteedStopLoss=False,
+        measurementUnits="",
+    )
+    if item.label:
+        trade.label = item.label
+    if item.comment:
+        trade.comment = item.comment
+    if item.closeTimestamp is not None:
+        trade.closeTimestamp = item.closeTimestamp
+    return trade
+
+
 @dataclass(eq=False)
 class Position:
     """One position (hedged accounts: every filled opening order makes one)."""
@@ -76,20 +96,7 @@ class Position:
 
     def toProto(self) -> ProtoOAPosition:
         """The ``ProtoOAPosition`` form."""
-        trade = ProtoOATradeData(
-            symbolId=self.symbolId,
-            volume=self.volume,
-            tradeSide=self.tradeSide,
-            openTimestamp=self.openTimestamp,
-            guaranteedStopLoss=False,
-            measurementUnits="",
-        )
-        if self.label:
-            trade.label = self.label
-        if self.comment:
-            trade.comment = self.comment
-        if self.closeTimestamp is not None:
-            trade.closeTimestamp = self.closeTimestamp
+        trade = _tradeData(self)
         p = ProtoOAPosition(
             positionId=self.positionId,
             tradeData=trade,
@@ -151,20 +158,7 @@ class Order:
 
     def toProto(self) -> ProtoOAOrder:
         """The ``ProtoOAOrder`` form."""
-        trade = ProtoOATradeData(
-            symbolId=self.symbolId,
-            volume=self.volume,
-            tradeSide=self.tradeSide,
-            openTimestamp=self.openTimestamp,
-            guaranteedStopLoss=False,
-            measurementUnits="",
-        )
-        if self.label:
-            trade.label = self.label
-        if self.comment:
-            trade.comment = self.comment
-        if self.closeTimestamp is not None:
-            trade.closeTimestamp = self.closeTimestamp
+        trade = _tradeData(self)
         o = ProtoOAOrder(
             orderId=self.orderId,
             tradeData=trade,
