@@ -36,6 +36,16 @@ def _reads(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
+def _feed(proto: Any, reads: list[bytes], seen: list[int], count: int) -> dict[str, float]:
+    """Time feeding *reads* to *proto*; *seen[0]* must reach *count*."""
+    start, cpu = time.perf_counter(), time.process_time()
+    for chunk in reads:
+        proto.dataReceived(chunk)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert seen[0] == count, seen
+    return {"events_per_s": count / wall, "cpu_s_per_million": cpu / count * 1e6}
+
+
 def parsingCeiling(count: int) -> dict[str, float]:
     """Events/s of framing + decoding + callback in a tight loop (see module docstring)."""
     from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
@@ -56,12 +66,7 @@ def parsingCeiling(count: int) -> dict[str, float]:
             callback(spot(envelope(frame).payload))
 
     proto = Decoding()
-    start, cpu = time.perf_counter(), time.process_time()
-    for chunk in reads:
-        proto.dataReceived(chunk)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    assert seen[0] == count, seen
-    return {"events_per_s": count / wall, "cpu_s_per_million": cpu / count * 1e6}
+    return _feed(proto, reads, seen, count)
 
 
 def coreInProcess(count: int) -> dict[str, float]:
@@ -82,12 +87,7 @@ def coreInProcess(count: int) -> dict[str, float]:
     factory.addListener("ProtoOASpotEvent", listener)
     proto = factory.buildProtocol(None)
     factory.connectionReady(proto)
-    start, cpu = time.perf_counter(), time.process_time()
-    for chunk in reads:
-        proto.dataReceived(chunk)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    assert seen[0] == count, seen
-    return {"events_per_s": count / wall, "cpu_s_per_million": cpu / count * 1e6}
+    return _feed(proto, reads, seen, count)
 
 
 def rawProtobuf(count: int) -> dict[str, float]:

@@ -395,12 +395,21 @@ def accountLogout(session: Session, req: ProtoOAAccountLogoutReq, clientMsgId: s
     session.send(ProtoOAAccountDisconnectEvent(ctidTraderAccountId=accountId))
 
 
+def _validToken(session: Session, accessToken: str, clientMsgId: str | None) -> Any:
+    """The valid token *accessToken* names, or ``None`` once
+    ``CH_ACCESS_TOKEN_INVALID`` has been answered."""
+    token = session.simulator.tokens.get(accessToken)
+    if token is None or not token.valid:
+        session.oaError("CH_ACCESS_TOKEN_INVALID", "Invalid access token", clientMsgId)
+        return None
+    return token
+
+
 @handles(ProtoOAGetAccountListByAccessTokenReq)
 def accountList(session: Session, req: ProtoOAGetAccountListByAccessTokenReq, clientMsgId: str | None) -> None:
     sim = session.simulator
-    token = sim.tokens.get(req.accessToken)
-    if token is None or not token.valid:
-        session.oaError("CH_ACCESS_TOKEN_INVALID", "Invalid access token", clientMsgId)
+    token = _validToken(session, req.accessToken, clientMsgId)
+    if token is None:
         return
     session.send(
         ProtoOAGetAccountListByAccessTokenRes(
@@ -414,9 +423,8 @@ def accountList(session: Session, req: ProtoOAGetAccountListByAccessTokenReq, cl
 
 @handles(ProtoOAGetCtidProfileByTokenReq)
 def ctidProfile(session: Session, req: ProtoOAGetCtidProfileByTokenReq, clientMsgId: str | None) -> None:
-    token = session.simulator.tokens.get(req.accessToken)
-    if token is None or not token.valid:
-        session.oaError("CH_ACCESS_TOKEN_INVALID", "Invalid access token", clientMsgId)
+    token = _validToken(session, req.accessToken, clientMsgId)
+    if token is None:
         return
     session.send(ProtoOAGetCtidProfileByTokenRes(profile=ProtoOACtidProfile(userId=token.userId)), clientMsgId)
 
