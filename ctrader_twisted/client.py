@@ -189,7 +189,6 @@ class Client(ClientService):
         #: attempt count, which ClientService resets on every TCP connect)
         self.restoreFailures = 0
         self._notBefore = 0.0
-        self._restoring: FrameProtocol | None = None
         self.factory.addConnectionObserver(self._connected)
         self.factory.addDisconnectionObserver(self._disconnected)
         self.factory.addListener("ProtoOAClientDisconnectEvent", self._serverDisconnected)
@@ -528,38 +527,42 @@ class Client(ClientService):
         for account in list(self.session.accounts.values()):
             if self.factory.connection is not connection:
                 return
-            try:
-                await self._runStep(self.session.accountStep(account))
-            except (AccessTokenInvalidError, AccountNotAuthorizedError) as error:
-                if self._refreshToken is None or not isinstance(error, AccessTokenInvalidError):
-                    self._dropAccount(account.ctidTraderAccountId, error)
-                    continue
-                await self.refreshAccessToken()
-                try:
-                    await self._runStep(self.session.accountStep(account))
-                except (AccessTokenInvalidError, AccountNotAuthorizedError) as again:
-                    self._dropAccount(account.ctidTraderAccountId, again)
+            await self._authorizeOrDrop(account)
         for account in list(self.session.accounts.values()):
             for step in self.session.subscriptionSteps(account):
                 if self.factory.connection is not connection:
                     return
                 await self._runStep(step)
 
+    async def _authorizeOrDrop(self, account: AccountState) -> bool:
+        """Authorize *account*, renewing a refused token once when a refresher
+        is set; drop the account (and return ``False``) if it is refused."""
+        try:
+            await self._runStep(self.session.accountStep(account))
+        except (AccessTokenInvalidError, AccountNotAuthorizedError) as error:
+            if self._refreshToken is None or not isinstance(error, AccessTokenInvalidError):
+                self._dropAccount(account.ctidTraderAccountId, error)
+                return False
+            await self.refreshAccessToken()
+            try:
+                await self._runStep(self.session.accountStep(account))
+            except (AccessTokenInvalidError, AccountNotAuthorizedError) as again:
+                self._dropAccount(account.ctidTraderAccountId, again)
+                return False
+        return True
+
     def _startRestore(self, connection: FrameProtocol) -> None:
-        self._restoring = connection
         d = ensureDeferred(self._restore(connection))
         d.addCallbacks(self._restored, self._restoreFailed, callbackArgs=(connection,), errbackArgs=(connection,))
 
     def _restored(self, _: Any, connection: FrameProtocol) -> None:
         if self.factory.connection is not connection:
             return
-        self._restoring = None
         self.restoreFailures = 0
         self._notBefore = 0.0
         self._becomeReady()
 
     def _restoreFailed(self, failure: Failure, connection: FrameProtocol) -> None:
-        self._restoring = None
         error = failure.value
         if isinstance(error, ClientAuthenticationError):
             self._log.error("Application authentication refused: {error}; stopping", error=str(error))
@@ -669,16 +672,9 @@ class Client(ClientService):
             return
 
         async def again() -> None:
-            try:
-                await self._runStep(self.session.accountStep(account))
-            except AccessTokenInvalidError as error:
-                if self._refreshToken is None:
-                    self._dropAccount(account.ctidTraderAccountId, error)
-                    return
-                await self.refreshAccessToken()
-                await self._runStep(self.session.accountStep(account))
-            for step in self.session.subscriptionSteps(account):
-                await self._runStep(step)
+            if await self._authorizeOrDrop(account):
+                for step in self.session.subscriptionSteps(account):
+                    await self._runStep(step)
 
         def failed(failure: Failure) -> None:
             if failure.check(AccessTokenInvalidError, AccountNotAuthorizedError):
