@@ -98,7 +98,6 @@ class _Request:
         "sent",
         "done",
         "priority",
-        "seq",
     )
 
     def __init__(
@@ -109,7 +108,6 @@ class _Request:
         raw: bool,
         timeout: float | None,
         priority: bool,
-        seq: int,
     ) -> None:
         self.clientMsgId = clientMsgId
         self.payloadType = payloadType
@@ -117,7 +115,6 @@ class _Request:
         self.raw = raw
         self.timeout = timeout
         self.priority = priority
-        self.seq = seq
         self.deferred: Deferred[Any] = Deferred(self._cancelled)
         self.timer: IDelayedCall | None = None
         self.sent = False
@@ -212,7 +209,6 @@ class Factory(ClientFactory):
 
         self._holdUntilReleased = False
         self._ids = itertools.count(1)
-        self._seq = itertools.count()
         self._pending: dict[str, _Request] = {}
         self._queue: deque[_Request] = deque()
         self._queued = 0
@@ -394,7 +390,6 @@ class Factory(ClientFactory):
             raw,
             timeout,  # type: ignore[arg-type]
             priority,
-            next(self._seq),
         )
         self._pending[msgId] = request
         request.deferred.addBoth(self._forget, request)
