@@ -3,8 +3,13 @@
 A drop-in replacement for Spotware's ``ctrader_open_api`` package (change the
 imports) with verified TLS, no send batching, typed errors, rate-limit pacing
 and a WebSocket transport. Importing this package never imports the global
-reactor.
+reactor, and never Autobahn: :class:`WebSocketProtocol` is loaded on first
+use.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .client import Client
@@ -12,6 +17,18 @@ from .endpoints import EndPoints
 from .factory import Factory
 from .protobuf import Protobuf
 from .tcp import TcpProtocol
-from .websocket import WebSocketProtocol
+
+if TYPE_CHECKING:
+    from .websocket import WebSocketProtocol
 
 __all__ = ["__version__", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol"]
+
+
+def __getattr__(name: str) -> Any:
+    # WebSocketProtocol needs Autobahn (and txaio.use_twisted()): load it only
+    # when someone asks for it.
+    if name == "WebSocketProtocol":
+        from .websocket import WebSocketProtocol
+
+        return WebSocketProtocol
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,12 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.test_client,tests.test_session -*-
 """The user's entry point: :class:`Client`, a ``ClientService`` like the official SDK's.
 
-``Client`` knows connection life (the ``ClientService`` reconnect loop) and
-the user-facing API. Requests, heartbeats and pacing live in its
-:class:`~ctrader_twisted.factory.Factory`; framing lives in the transport
-protocol (:class:`~ctrader_twisted.tcp.TcpProtocol` or
-:class:`~ctrader_twisted.websocket.WebSocketProtocol`).
+``Client`` knows connection life (the ``ClientService`` reconnect loop, its
+backoff, the server's disconnect events, permanent errors that stop it) and
+the user-facing API (the official SDK's callbacks, ``send`` and ``request``,
+``whenReady``). Everything below it has its own module: the request core
+(:class:`~ctrader_twisted.factory.Factory` and its layers), the managed
+session (:mod:`ctrader_twisted.session`), the transports.
 
 Ported code changes only its imports::
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,9 +27,6 @@ from twisted.python.failure import Failure
 from .endpoints import clientEndpoint
 from .errors import (
     ERROR_PAYLOAD_TYPES,
-    AccessTokenInvalidError,
-    AccountNotAuthorizedError,
-    AlreadyLoggedInError,
     ClientAuthenticationError,
     ConnectionLostError,
     CTraderError,
@@ -37,17 +35,31 @@ from .errors import (
     OpenApiError,
     ServerDisconnectError,
 )
-from .factory import Factory, FrameProtocol
-from .protobuf import Protobuf
-from .session import AccountState, RestoreStep, SessionState
+from .factory import Encoded, Factory
+from .framing import DEFAULT_MAX_MESSAGE_SIZE
+from .interfaces import IFrameTransport
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
-from .tcp import DEFAULT_MAX_MESSAGE_SIZE, TcpProtocol
+from .session import AccountState, Session
+from .tcp import TcpProtocol
 
 __all__ = ["Client"]
 
-_DEFAULT = object()
-#: Error codes that mean a restored subscription is already in place.
-_ALREADY_SUBSCRIBED = frozenset({"ALREADY_SUBSCRIBED"})
+_DEFAULT: Any = ...
+
+#: Requests whose success changes what a reconnect restores.
+_TRACKED = frozenset(
+    {
+        "ProtoOAAccountLogoutReq",
+        "ProtoOASubscribeSpotsReq",
+        "ProtoOAUnsubscribeSpotsReq",
+        "ProtoOASubscribeLiveTrendbarReq",
+        "ProtoOAUnsubscribeLiveTrendbarReq",
+        "ProtoOASubscribeDepthQuotesReq",
+        "ProtoOAUnsubscribeDepthQuotesReq",
+        "ProtoOAv1PnLChangeSubscribeReq",
+        "ProtoOAv1PnLChangeUnSubscribeReq",
+    }
+)
 
 
 class Client(ClientService):
@@ -92,6 +104,9 @@ class Client(ClientService):
     :param responseTimeout: default response timeout, seconds (5).
     :param silenceTimeout: drop and reconnect when nothing was received for
         this long, seconds (60; ``None`` disables).
+    :param handshakeTimeout: seconds allowed from the TCP connection to a
+        verified TLS session (and an open WebSocket) before the attempt is
+        abandoned and the next one begins (30).
     :param maxMessageSize: largest frame accepted, bytes (15,000,000).
     :param requestsPerSecond: general rate limit (50).
     :param historicalRequestsPerSecond: historical-data rate limit (5).
@@ -121,6 +136,7 @@ class Client(ClientService):
         heartbeatInterval: float | None = 10.0,
         responseTimeout: float | None = 5.0,
         silenceTimeout: float | None = 60.0,
+        handshakeTimeout: float | None = 30.0,
         maxMessageSize: int = DEFAULT_MAX_MESSAGE_SIZE,
         requestsPerSecond: int | None = 50,
         historicalRequestsPerSecond: int | None = 5,
@@ -131,7 +147,7 @@ class Client(ClientService):
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string, got {host!r}")
-        if not isinstance(port, int) or not 0 < port < 65536:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
         if (clientId is None) != (clientSecret is None):
             raise ValueError("give both clientId and clientSecret, or neither")
@@ -147,9 +163,6 @@ class Client(ClientService):
         self.port = port
         self.failFast = failFast
         self.clock = clock
-        self.session = SessionState()
-        if clientId is not None:
-            self.session.setApplication(clientId, clientSecret)  # type: ignore[arg-type]
         self.factory = Factory(
             protocol,
             clock,
@@ -163,7 +176,15 @@ class Client(ClientService):
             maxQueuedRequests=maxQueuedRequests,
             useTLS=useTLS,
             silenceTimeout=silenceTimeout,
+            handshakeTimeout=handshakeTimeout,
+            client=self,
         )
+        self.session = Session(self._sendRestoreStep)
+        self.session.onAccountLost = self._accountLost
+        self.session.onTokensRefreshed = self._tokensRefreshed
+        if clientId is not None:
+            self.session.state.setApplication(clientId, clientSecret)  # type: ignore[arg-type]
+            self.factory.holdTraffic()
         if endpoint is None:
             endpoint = clientEndpoint(reactor, host, port, useTLS=useTLS, trustRoot=trustRoot)
         self._basePolicy = retryPolicy if retryPolicy is not None else backoffPolicy()
@@ -180,8 +201,6 @@ class Client(ClientService):
         self._readyCallback: Callable[[Client], Any] | None = None
         self._accountLostCallback: Callable[[Client, int, CTraderError], Any] | None = None
         self._tokensCallback: Callable[[Client, Any], Any] | None = None
-        self._refreshToken: str | None = None
-        self._refreshing: Deferred[Any] | None = None
         self._ready = False
         self._readyWaiters: list[Deferred[Client]] = []
         self._fatal: CTraderError | None = None
@@ -209,7 +228,7 @@ class Client(ClientService):
     @property
     def isConnected(self) -> bool:
         """Whether a connection is up and ready to carry messages."""
-        return self.factory.connection is not None
+        return self.factory.link is not None
 
     @property
     def isReady(self) -> bool:
@@ -239,9 +258,7 @@ class Client(ClientService):
         """
         self.factory.keepQueuedOnDisconnect = False
         cause = self._fatal
-        reason = (
-            f"the client stopped: {cause}" if cause is not None else "the client was stopped"
-        )
+        reason = f"the client stopped: {cause}" if cause is not None else "the client was stopped"
         self.factory.failQueued(NotSentError(f"{reason} before the request was sent", cause))
         self._failWaiters(cause or NotConnectedError(reason))
         if not self.running:
@@ -262,7 +279,7 @@ class Client(ClientService):
             return fail(self._fatal)
         if not self.running:
             return fail(NotConnectedError("the client is not running: call startService() first"))
-        d: Deferred[Client] = Deferred(lambda d: self._readyWaiters.remove(d) if d in self._readyWaiters else None)
+        d: Deferred[Client] = Deferred(self._readyWaiters.remove)
         self._readyWaiters.append(d)
         return d
 
@@ -300,7 +317,7 @@ class Client(ClientService):
         self,
         message: Any,
         clientMsgId: str | None = None,
-        responseTimeoutInSeconds: float | None | object = _DEFAULT,
+        responseTimeoutInSeconds: Any = _DEFAULT,
         **params: Any,
     ) -> Deferred[ProtoMessage]:
         """Send a request; the Deferred fires with the answering ``ProtoMessage``.
@@ -313,8 +330,9 @@ class Client(ClientService):
             name (``"ProtoOAVersionReq"``), short name (``"VersionReq"``) or
             payload type built with *params*.
         :param clientMsgId: request id (generated when omitted).
-        :param responseTimeoutInSeconds: seconds from the write to the answer
-            (``None``: no timeout); the client's ``responseTimeout`` by default.
+        :param responseTimeoutInSeconds: seconds the request may wait to be
+            written, then seconds from the write to the answer (``None``: no
+            limit); the client's ``responseTimeout`` by default.
         :raises UnknownMessageError, InvalidMessageError: bad arguments, before
             anything is written.
         :returns: see :meth:`Factory.send <ctrader_twisted.factory.Factory.send>`
@@ -326,7 +344,7 @@ class Client(ClientService):
         self,
         message: Any,
         clientMsgId: str | None = None,
-        responseTimeoutInSeconds: float | None | object = _DEFAULT,
+        responseTimeoutInSeconds: Any = _DEFAULT,
         **params: Any,
     ) -> Deferred[Any]:
         """Send a request; the Deferred fires with the decoded answer.
@@ -347,32 +365,27 @@ class Client(ClientService):
         params: dict[str, Any],
         priority: bool = False,
     ) -> Deferred[Any]:
-        if timeout is _DEFAULT:
-            timeout = ...
+        encoded = self.factory.encode(message, clientMsgId, **params)
         if not self.running:
-            # Validate anyway: bad arguments must fail the same way whatever the state.
-            self.factory.buildEnvelope(message, clientMsgId, **params)
             return fail(self._fatal or NotConnectedError("the client is not running: call startService() first"))
         if self.failFast and not (self._ready or (priority and self.isConnected)):
-            self.factory.buildEnvelope(message, clientMsgId, **params)
             return fail(NotConnectedError("the session is not ready (failFast is set)"))
-        payload = None if isinstance(message, ProtoMessage) else Protobuf.build(message, **params)
-        d = self.factory.send(
-            payload if payload is not None else message,
-            clientMsgId,
-            timeout,
-            raw=raw,
-            priority=priority,
-        )
-        if payload is not None and payload.DESCRIPTOR.name in _TRACKED:
-            d.addCallback(self._observe, payload, raw)
+        d = self.factory.submit(encoded, timeout, raw=raw, priority=priority)
+        if encoded.message is not None and encoded.message.DESCRIPTOR.name in _TRACKED:
+            d.addCallback(self._observe, encoded, raw)
         return d
 
-    def _observe(self, result: Any, payload: Any, raw: bool) -> Any:
+    def _observe(self, result: Any, encoded: Encoded, raw: bool) -> Any:
         if raw and result.payloadType in ERROR_PAYLOAD_TYPES:
             return result
-        self.session.observe(payload)
+        self.session.state.observe(encoded.message)
         return result
+
+    def _sendRestoreStep(self, name: str, fields: dict[str, Any]) -> Deferred[Any]:
+        try:
+            return self._send(name, None, _DEFAULT, False, fields, priority=True)
+        except CTraderError as e:
+            return fail(e)
 
     # --- managed session ----------------------------------------------------------------
 
@@ -384,18 +397,18 @@ class Client(ClientService):
             :class:`~ctrader_twisted.errors.ClientAuthenticationError` (the
             client then stops: the credentials are wrong).
         """
-        self.session.setApplication(clientId, clientSecret)
-        self.factory.holdTraffic(True)
+        self.session.state.setApplication(clientId, clientSecret)
+        self.factory.holdTraffic()
         if self.isConnected and self._ready:
-            return self._runStep(
-                RestoreStep("ProtoOAApplicationAuthReq", self.session.applicationFields(), None, "application")
-            ).addCallback(lambda _: self)
+            return self.session.authenticateApplication().addCallback(lambda _: self)
         return self.whenReady()
 
     def authorizeAccount(self, ctidTraderAccountId: int, accessToken: str) -> Deferred[Any]:
         """Authorize a trading account now and after every reconnection.
 
-        ``ALREADY_LOGGED_IN`` counts as success.
+        ``ALREADY_LOGGED_IN`` counts as success. A token refused as expired or
+        invalid is refreshed once when a refresher is set
+        (:meth:`setTokenRefresher`), and the authorization tried again.
 
         :returns: a Deferred that fires with ``ProtoOAAccountAuthRes`` (or
             ``None`` when the account was already logged in), or fails with
@@ -408,12 +421,12 @@ class Client(ClientService):
                 "authorizeAccount needs the application credentials: pass clientId and "
                 "clientSecret to Client or call authorizeApplication() first"
             )
-        account = self.session.addAccount(ctidTraderAccountId, accessToken)
-        return self.whenReady().addCallback(lambda _: self._authorize(account))
+        account = self.session.state.addAccount(ctidTraderAccountId, accessToken)
+        return self.whenReady().addCallback(lambda _: self.session.authorize(account))
 
     def logoutAccount(self, ctidTraderAccountId: int) -> Deferred[Any]:
         """Log an account out and stop restoring it."""
-        self.session.removeAccount(ctidTraderAccountId)
+        self.session.state.removeAccount(ctidTraderAccountId)
         return self.request("ProtoOAAccountLogoutReq", ctidTraderAccountId=ctidTraderAccountId)
 
     def setReadyCallback(self, callback: Callable[[Client], Any] | None) -> None:
@@ -425,18 +438,24 @@ class Client(ClientService):
         is dropped for good (its token was refused and could not be renewed)."""
         self._accountLostCallback = callback
 
-    def setTokenRefresher(self, refreshToken: str, onTokensRefreshed: Callable[[Client, Any], Any]) -> None:
+    def setTokenRefresher(
+        self,
+        refreshToken: str,
+        onTokensRefreshed: Callable[[Client, Any], Any],
+        accessToken: str | None = None,
+    ) -> None:
         """Renew access tokens with ``ProtoOARefreshTokenReq`` when they are refused.
 
-        When an account's token is invalidated (or refused while restoring),
-        the client refreshes it, re-authorizes the accounts that used it and
-        calls ``onTokensRefreshed(client, ProtoOARefreshTokenRes)``: store the
-        new access and refresh tokens there (the old refresh token no longer
-        works).
+        When an account's token is invalidated (or refused while restoring or
+        authorizing), the client refreshes it, re-authorizes the accounts that
+        used it and calls ``onTokensRefreshed(client, ProtoOARefreshTokenRes)``:
+        store the new access and refresh tokens there (the old refresh token
+        no longer works).
+
+        :param accessToken: the access token *refreshToken* belongs to; by
+            default the one token all authorized accounts share.
         """
-        if not refreshToken:
-            raise ValueError("refreshToken must be a non-empty string")
-        self._refreshToken = refreshToken
+        self.session.setTokenRefresher(refreshToken, accessToken)
         self._tokensCallback = onTokensRefreshed
 
     def refreshAccessToken(self) -> Deferred[Any]:
@@ -444,125 +463,33 @@ class Client(ClientService):
 
         :returns: a Deferred firing with ``ProtoOARefreshTokenRes``.
         """
-        if self._refreshToken is None:
-            return fail(NotConnectedError("no refresh token: call setTokenRefresher() first"))
-        if self._refreshing is not None:  # one refresh at a time: a refresh token works once
-            waiter: Deferred[Any] = Deferred()
-            self._refreshing.addBoth(_relay, waiter)
-            return waiter
-        d = self._send(
-            "ProtoOARefreshTokenReq", None, _DEFAULT, False, {"refreshToken": self._refreshToken}, priority=True
-        )
+        return self.session.refreshAccessToken()
 
-        def refreshed(res: Any) -> Any:
-            self._refreshToken = res.refreshToken
-            for account in self.session.accounts.values():
-                account.accessToken = res.accessToken
-            self._log.info("Access token refreshed; it expires in {seconds} s", seconds=res.expiresIn)
-            if self._tokensCallback is not None:
-                try:
-                    self._tokensCallback(self, res)
-                except Exception:
-                    self._log.failure("Exception in the tokens-refreshed callback")
-            return res
-
-        def done(result: Any) -> Any:
-            self._refreshing = None
-            return result
-
-        d.addCallback(refreshed)
-        d.addBoth(done)
-        self._refreshing = d
-        return d
-
-    def _authorize(self, account: AccountState) -> Deferred[Any]:
-        d = self._runStep(self.session.accountStep(account))
-
-        def refused(failure: Failure) -> Any:
-            failure.trap(AccessTokenInvalidError, AccountNotAuthorizedError)
-            self._dropAccount(account.ctidTraderAccountId, failure.value)
-            return failure
-
-        return d.addErrback(refused)
-
-    def _runStep(self, step: RestoreStep) -> Deferred[Any]:
-        d = self._send(step.name, None, _DEFAULT, False, dict(step.fields), priority=True)
-        if step.kind == "account":
-            def alreadyLoggedIn(failure: Failure) -> Any:
-                failure.trap(AlreadyLoggedInError)
-                account = self.session.accounts.get(step.ctidTraderAccountId)  # type: ignore[arg-type]
-                if account is not None:
-                    account.authorizedWith = step.fields["accessToken"]
-                return None
-
-            d.addErrback(alreadyLoggedIn)
-        elif step.kind == "subscription":
-            def alreadySubscribed(failure: Failure) -> Any:
-                failure.trap(OpenApiError)
-                if failure.value.errorCode in _ALREADY_SUBSCRIBED:
-                    return None
-                return failure
-
-            d.addErrback(alreadySubscribed)
-        return d
-
-    def _dropAccount(self, ctidTraderAccountId: int, error: CTraderError) -> None:
-        if self.session.removeAccount(ctidTraderAccountId) is None:
-            return
-        self._log.error(
-            "Account {account} dropped: {error}", account=ctidTraderAccountId, error=str(error)
-        )
+    def _accountLost(self, ctidTraderAccountId: int, error: CTraderError) -> None:
         if self._accountLostCallback is not None:
-            try:
-                self._accountLostCallback(self, ctidTraderAccountId, error)
-            except Exception:
-                self._log.failure("Exception in the account-lost callback")
+            self._accountLostCallback(self, ctidTraderAccountId, error)
 
-    async def _restore(self, connection: FrameProtocol) -> None:
-        """Rebuild the session on a new connection, then release user traffic."""
-        if self.session.managed:
-            await self._runStep(
-                RestoreStep("ProtoOAApplicationAuthReq", self.session.applicationFields(), None, "application")
-            )
-        for account in list(self.session.accounts.values()):
-            if self.factory.connection is not connection:
-                return
-            await self._authorizeOrDrop(account)
-        for account in list(self.session.accounts.values()):
-            for step in self.session.subscriptionSteps(account):
-                if self.factory.connection is not connection:
-                    return
-                await self._runStep(step)
+    def _tokensRefreshed(self, res: Any) -> None:
+        if self._tokensCallback is not None:
+            self._tokensCallback(self, res)
 
-    async def _authorizeOrDrop(self, account: AccountState) -> bool:
-        """Authorize *account*, renewing a refused token once when a refresher
-        is set; drop the account (and return ``False``) if it is refused."""
-        try:
-            await self._runStep(self.session.accountStep(account))
-        except (AccessTokenInvalidError, AccountNotAuthorizedError) as error:
-            if self._refreshToken is None or not isinstance(error, AccessTokenInvalidError):
-                self._dropAccount(account.ctidTraderAccountId, error)
-                return False
-            await self.refreshAccessToken()
-            try:
-                await self._runStep(self.session.accountStep(account))
-            except (AccessTokenInvalidError, AccountNotAuthorizedError) as again:
-                self._dropAccount(account.ctidTraderAccountId, again)
-                return False
-        return True
+    # --- restoring ---------------------------------------------------------------------------
 
-    def _startRestore(self, connection: FrameProtocol) -> None:
-        d = ensureDeferred(self._restore(connection))
+    def _startRestore(self, connection: IFrameTransport) -> None:
+        def current() -> bool:
+            return self.factory.connection is connection
+
+        d = self.session.restore(current)
         d.addCallbacks(self._restored, self._restoreFailed, callbackArgs=(connection,), errbackArgs=(connection,))
 
-    def _restored(self, _: Any, connection: FrameProtocol) -> None:
+    def _restored(self, dropped: Any, connection: IFrameTransport) -> None:
         if self.factory.connection is not connection:
             return
         self.restoreFailures = 0
         self._notBefore = 0.0
         self._becomeReady()
 
-    def _restoreFailed(self, failure: Failure, connection: FrameProtocol) -> None:
+    def _restoreFailed(self, failure: Failure, connection: IFrameTransport) -> None:
         error = failure.value
         if isinstance(error, ClientAuthenticationError):
             self._log.error("Application authentication refused: {error}; stopping", error=str(error))
@@ -621,19 +548,21 @@ class Client(ClientService):
 
     # --- factory observers ------------------------------------------------------------
 
-    def _connected(self, connection: FrameProtocol) -> None:
+    def _connected(self, connection: IFrameTransport) -> None:
         if self._connectedCallback is not None:
-            self._connectedCallback(self)
+            try:
+                self._connectedCallback(self)
+            except Exception:
+                self._log.failure("Exception in the connected callback")
+        if self.factory.connection is not connection:
+            return  # the callback stopped the client
         if self.session.managed:
-            self.factory.holdTraffic(True)
-            self.factory.trafficOpen = False
             self._startRestore(connection)
         else:
             self._becomeReady()
 
-    def _disconnected(self, connection: FrameProtocol, reason: Failure) -> None:
+    def _disconnected(self, connection: IFrameTransport, reason: Failure) -> None:
         self._ready = False
-        self.session.forgetConnection()
         if self._disconnectedCallback is not None:
             self._disconnectedCallback(self, reason)
 
@@ -651,7 +580,6 @@ class Client(ClientService):
             account = self.session.accounts.get(accountId)
             if account is None:
                 continue
-            account.authorizedWith = None
             self._log.warn(
                 "Access token of account {account} invalidated: {reason}",
                 account=accountId,
@@ -662,53 +590,17 @@ class Client(ClientService):
     def _accountDisconnected(self, event: Any) -> None:
         account = self.session.accounts.get(event.ctidTraderAccountId)
         if account is not None and self._ready:
-            self._log.warn("Account {account} was disconnected by the server; re-authorizing",
-                           account=event.ctidTraderAccountId)
-            account.authorizedWith = None
+            self._log.warn(
+                "Account {account} was disconnected by the server; re-authorizing",
+                account=event.ctidTraderAccountId,
+            )
             self._reauthorize(account)
 
     def _reauthorize(self, account: AccountState) -> None:
-        if not self.isConnected:
+        connection = self.factory.connection
+        if connection is None:
             return
-
-        async def again() -> None:
-            if await self._authorizeOrDrop(account):
-                for step in self.session.subscriptionSteps(account):
-                    await self._runStep(step)
-
-        def failed(failure: Failure) -> None:
-            if failure.check(AccessTokenInvalidError, AccountNotAuthorizedError):
-                self._dropAccount(account.ctidTraderAccountId, failure.value)
-            else:
-                self._log.warn("Re-authorizing account {account} failed: {error}",
-                               account=account.ctidTraderAccountId, error=str(failure.value))
-
-        ensureDeferred(again()).addErrback(failed)
-
-
-_TRACKED = frozenset(
-    {
-        "ProtoOAAccountAuthReq",
-        "ProtoOAAccountLogoutReq",
-        "ProtoOASubscribeSpotsReq",
-        "ProtoOAUnsubscribeSpotsReq",
-        "ProtoOASubscribeLiveTrendbarReq",
-        "ProtoOAUnsubscribeLiveTrendbarReq",
-        "ProtoOASubscribeDepthQuotesReq",
-        "ProtoOAUnsubscribeDepthQuotesReq",
-        "ProtoOAv1PnLChangeSubscribeReq",
-        "ProtoOAv1PnLChangeUnSubscribeReq",
-    }
-)
-
-
-def _relay(result: Any, waiter: Deferred[Any]) -> Any:
-    """Pass *result* on to *waiter* and leave it unchanged for the chain."""
-    if isinstance(result, Failure):
-        waiter.errback(result)
-    else:
-        waiter.callback(result)
-    return result
+        self.session.reauthorize(account, lambda: self.factory.connection is connection)
 
 
 def _maintenanceEnd(error: OpenApiError) -> float:

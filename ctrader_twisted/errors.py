@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.message import Message
+from twisted.internet import defer
 
 __all__ = [
     "CTraderError",
@@ -46,8 +47,10 @@ __all__ = [
     "ConnectionLostError",
     "OutcomeUnknownError",
     "NotSentError",
+    "NotSentTimeout",
     "NotConnectedError",
     "SilentConnectionError",
+    "HandshakeTimeoutError",
     "ServerDisconnectError",
     "QueueFullError",
     "FrameError",
@@ -300,10 +303,14 @@ def errorFromPayload(payload: Message, clientMsgId: str | None = None) -> OpenAp
 # --- local errors -------------------------------------------------------------
 
 
-class RequestTimeout(CTraderError, TimeoutError):
+class RequestTimeout(CTraderError, defer.TimeoutError, TimeoutError):
     """No answer arrived within the response timeout, counted from the moment
     the request was written. For trading requests the outcome is unknown:
-    reconcile (``ProtoOAReconcileReq``) before acting again."""
+    reconcile (``ProtoOAReconcileReq``) before acting again.
+
+    It is also :class:`twisted.internet.defer.TimeoutError` (what the official
+    SDK's timeouts raise) and the built-in :class:`TimeoutError`.
+    """
 
     def __init__(self, payloadName: str, clientMsgId: str, timeout: float) -> None:
         self.payloadName = payloadName
@@ -345,6 +352,25 @@ class NotSentError(ConnectionLostError):
     made) while it waited. It is safe to send again."""
 
 
+class NotSentTimeout(NotSentError, defer.TimeoutError, TimeoutError):
+    """The request waited its whole timeout without being written (the
+    client was disconnected, reconnecting, or restoring its session). It was
+    never sent: safe to send again.
+
+    It is also :class:`twisted.internet.defer.TimeoutError`, like
+    :class:`RequestTimeout`.
+    """
+
+    def __init__(self, payloadName: str, clientMsgId: str, timeout: float) -> None:
+        self.payloadName = payloadName
+        self.clientMsgId = clientMsgId
+        self.timeout = timeout
+        super().__init__(
+            f"{payloadName} (clientMsgId {clientMsgId!r}) was not written within {timeout:g} s "
+            "(no ready connection); it was never sent"
+        )
+
+
 class SilentConnectionError(CTraderError):
     """Nothing at all arrived for too long (the proxy sends heartbeats): the
     link is taken as dead and dropped so that a reconnect can begin."""
@@ -352,6 +378,15 @@ class SilentConnectionError(CTraderError):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         super().__init__(f"nothing received for {seconds:g} s; the connection is taken as dead")
+
+
+class HandshakeTimeoutError(CTraderError):
+    """The TLS (or WebSocket) handshake did not finish in time after the TCP
+    connection was made: the attempt is abandoned and the next one begins."""
+
+    def __init__(self, seconds: float, what: str = "TLS handshake") -> None:
+        self.seconds = seconds
+        super().__init__(f"the {what} did not finish within {seconds:g} s")
 
 
 class ServerDisconnectError(CTraderError):

@@ -72,8 +72,11 @@ class FrameSplitter:
 
     @property
     def buffered(self) -> int:
-        """Bytes held from earlier reads (an incomplete prefix or frame)."""
-        return len(self._header) + sum(len(chunk) for chunk in self._chunks)
+        """Bytes of the stream received but not yet returned as a frame (an
+        incomplete prefix, or the prefix and received part of a frame)."""
+        if self._missing:
+            return HEADER_SIZE + sum(len(chunk) for chunk in self._chunks)
+        return len(self._header)
 
     @property
     def missing(self) -> int:

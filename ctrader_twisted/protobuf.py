@@ -24,7 +24,7 @@ from .messages import (
 )
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 
-__all__ = ["Protobuf", "MessageKey", "SECRET_FIELDS", "redact"]
+__all__ = ["Protobuf", "MessageKey", "SECRET_FIELDS", "redact", "encodeEnvelope"]
 
 #: What identifies a message type: a class, a full name (``"ProtoOAVersionReq"``),
 #: a short name (``"VersionReq"``) or a payload type number (``2104``).
@@ -190,6 +190,15 @@ class Protobuf:
     def payloadTypes() -> dict[int, type[Message]]:
         """A copy of the payload type to message class table."""
         return dict(_BY_TYPE)
+
+
+def encodeEnvelope(payloadType: int, payload: bytes, clientMsgId: str | None = None) -> bytes:
+    """The serialized ``ProtoMessage`` wrapping an already serialized *payload*
+    (``payload`` is written even when empty, as the official SDK writes it)."""
+    return _ProtoMessage(payloadType=payloadType, payload=payload, clientMsgId=clientMsgId).SerializeToString()
+
+
+_ProtoMessage = ProtoMessage
 
 
 def payloadTypeOf(msgClass: type[Message] | Message) -> int | None:

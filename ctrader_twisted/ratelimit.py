@@ -19,20 +19,22 @@ from collections import deque
 
 from twisted.internet.interfaces import IReactorTime
 
+from .messages.OpenApiModelMessages_pb2 import ProtoOAPayloadType
+
 __all__ = ["RateLimiter", "HISTORICAL_PAYLOAD_TYPES"]
 
 #: Payload types paced by the historical-data limit: trend bars, tick data,
 #: deal, order and cash-flow history (the docs name the first three; the
 #: others tripped the limit for users, so they are paced the same way).
-HISTORICAL_PAYLOAD_TYPES = frozenset(
+HISTORICAL_PAYLOAD_TYPES: frozenset[int] = frozenset(
     {
-        2137,  # ProtoOAGetTrendbarsReq
-        2145,  # ProtoOAGetTickDataReq
-        2133,  # ProtoOADealListReq
-        2143,  # ProtoOACashFlowHistoryListReq
-        2175,  # ProtoOAOrderListReq
-        2179,  # ProtoOADealListByPositionIdReq
-        2183,  # ProtoOAOrderListByPositionIdReq
+        ProtoOAPayloadType.PROTO_OA_GET_TRENDBARS_REQ,
+        ProtoOAPayloadType.PROTO_OA_GET_TICKDATA_REQ,
+        ProtoOAPayloadType.PROTO_OA_DEAL_LIST_REQ,
+        ProtoOAPayloadType.PROTO_OA_CASH_FLOW_HISTORY_LIST_REQ,
+        ProtoOAPayloadType.PROTO_OA_ORDER_LIST_REQ,
+        ProtoOAPayloadType.PROTO_OA_DEAL_LIST_BY_POSITION_ID_REQ,
+        ProtoOAPayloadType.PROTO_OA_ORDER_LIST_BY_POSITION_ID_REQ,
     }
 )
 
@@ -82,10 +84,6 @@ class RateLimiter:
         )
         self.historicalPayloadTypes = historicalPayloadTypes
         self._blockedUntil: dict[int, float] = {}
-
-    def isHistorical(self, payloadType: int) -> bool:
-        """Whether *payloadType* is paced by the historical limit."""
-        return payloadType in self.historicalPayloadTypes
 
     def wait(self, payloadType: int) -> float:
         """Seconds to wait before a request of *payloadType* may be written (0: now)."""

@@ -108,7 +108,7 @@ class CorrelationTests(CoreTestCase):
 
     def test_generatedIdsAreNeverReused(self) -> None:
         # The official SDK used id(deferred), which CPython reuses.
-        self.factory.limiter = type(self.factory.limiter)(self.clock, None, None)
+        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, None, None)
         for _ in range(500):
             d = self.factory.request("VersionReq", responseTimeoutInSeconds=0.001)
             self.clock.advance(0.01)
@@ -348,7 +348,7 @@ class TimeoutTests(CoreTestCase):
     def test_timeoutCountsFromTheWriteNotFromSend(self) -> None:
         # The official SDK started the clock at send(), so queued requests
         # timed out before being written.
-        self.factory.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
         first = self.factory.request("VersionReq", responseTimeoutInSeconds=2)
         second = self.factory.request("VersionReq", responseTimeoutInSeconds=2)
         self.flush()
@@ -375,7 +375,7 @@ class CancellationTests(CoreTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [c for c in self.clock.getDelayedCalls() if c.active()])
 
     def test_cancelledQueuedRequestIsNeverWritten(self) -> None:
-        self.factory.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
         self.factory.request("VersionReq")
         queued = self.factory.request("VersionReq", clientMsgId="never")
         queued.cancel()
@@ -391,7 +391,7 @@ class CancellationTests(CoreTestCase):
 
     def test_cancelledRequestsDoNotStarveHeartbeats(self) -> None:
         # The official SDK sent no heartbeat for 50 s with 300 cancelled requests queued.
-        self.factory.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=5, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=5, historicalRequestsPerSecond=None)
         for _ in range(300):
             d = self.factory.request("VersionReq")
             d.addErrback(lambda f: None)
@@ -418,7 +418,7 @@ class DisconnectTests(CoreTestCase):
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
 
     def test_queuedRequestsFailAsNotSent(self) -> None:
-        self.factory.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
         sent = self.factory.request("VersionReq")
         queued = self.factory.request("VersionReq")
         self.flush()
@@ -629,7 +629,7 @@ class IsolationTests(SynchronousTestCase):
         self.assertEqual(len(serverA.requests()), 30)
         self.assertEqual(serverB.requests(), [])
         protoA, protoB = a.buildProtocol(None), b.buildProtocol(None)
-        self.assertIsNot(protoA._buffer, protoB._buffer)
+        self.assertIsNot(protoA._splitter, protoB._splitter)
 
     def test_factoryNeedsAClock(self) -> None:
         self.assertRaises(TypeError, Factory, TcpProtocol)

@@ -34,7 +34,7 @@ class FrameSplitterTests(SynchronousTestCase):
         splitter = FrameSplitter()
         data = frame(b"0123456789") + frame(b"x")
         self.assertEqual(splitter.feed(data[:6]), [])
-        self.assertEqual(splitter.missing, 8)
+        self.assertEqual((splitter.buffered, splitter.missing), (6, 8))
         self.assertEqual(splitter.feed(data[6:9]), [])
         self.assertEqual(splitter.feed(data[9:]), [b"0123456789", b"x"])
         self.assertEqual((splitter.buffered, splitter.missing), (0, 0))

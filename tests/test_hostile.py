@@ -57,7 +57,7 @@ class Harness:
     def feed(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
             self.proto.dataReceived(chunk)
-            self.maxBuffer = max(self.maxBuffer, len(self.proto._buffer))
+            self.maxBuffer = max(self.maxBuffer, self.proto._splitter.buffered)
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -91,7 +91,7 @@ class HostileInputTests(SynchronousTestCase):
         else:
             self.assertIsNone(h.factory.connection)
         self.assertLessEqual(h.maxBuffer, LIMIT + 4 + len(data))
-        self.assertLessEqual(len(h.proto._buffer), LIMIT + 4)
+        self.assertLessEqual(h.proto._splitter.buffered, LIMIT + 4)
 
     @SETTINGS
     @given(st.lists(spotEvents, min_size=1, max_size=40), st.lists(st.integers(0, 10**6), max_size=60))
@@ -100,7 +100,7 @@ class HostileInputTests(SynchronousTestCase):
         data = b"".join(spotFrame(e) for e in events)
         h.feed(split(data, cuts))
         self.assertEqual([(s.symbolId, s.bid, s.ask) for s in h.spots], [(e.symbolId, e.bid, e.ask) for e in events])
-        self.assertEqual(len(h.proto._buffer), 0)
+        self.assertEqual(h.proto._splitter.buffered, 0)
         self.assertIsNone(h.closedWith)
 
     @SETTINGS
@@ -118,7 +118,7 @@ class HostileInputTests(SynchronousTestCase):
             offset += 4 + length
             complete += 1
         self.assertEqual(len(h.spots), complete)
-        self.assertEqual(len(h.proto._buffer), cut - offset)
+        self.assertEqual(h.proto._splitter.buffered, cut - offset)
 
     @SETTINGS
     @given(st.integers(LIMIT + 1, 2**32 - 1), st.binary(max_size=200))
@@ -130,7 +130,7 @@ class HostileInputTests(SynchronousTestCase):
         error = self.failureResultOf(d, OutcomeUnknownError).value
         self.assertIsInstance(error.reason, FrameTooLargeError)
         self.assertEqual(error.reason.length, length)
-        self.assertEqual(len(h.proto._buffer), 0)  # nothing of it was buffered
+        self.assertEqual(h.proto._splitter.buffered, 0)  # nothing of it was buffered
 
     @SETTINGS
     @given(st.lists(st.just(b"\x00\x00\x00\x00"), min_size=1, max_size=20), spotEvents)

@@ -49,7 +49,7 @@ class SecretsTests(TestCase):
         res = yield client.refreshAccessToken()
         secrets += [res.accessToken, res.refreshToken]
         self.assertEqual(len(refreshed), 1)
-        texts.append(repr(client) + repr(client.session) + repr(client.session.restoreSteps()))
+        texts.append(repr(client) + repr(client.session) + repr(client.session.state.applicationStep()))
 
         try:
             yield client.authorizeAccount(sim.accountIds[1], "bad-token-99bb")

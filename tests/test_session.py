@@ -272,7 +272,9 @@ class ManagedSessionTests(SynchronousTestCase):
 
     def test_tokenRefresherRenewsAndReauthorizes(self) -> None:
         stored: list[Any] = []
-        self.client.setTokenRefresher("refresh-1", lambda c, res: stored.append((res.accessToken, res.refreshToken)))
+        self.client.setTokenRefresher(
+            "refresh-1", lambda c, res: stored.append((res.accessToken, res.refreshToken)), accessToken="token-1"
+        )
         self.start()
         self.subscribeEverything()
         self.server.push(ProtoOAAccountsTokenInvalidatedEvent(ctidTraderAccountIds=[11], reason="Access token expired"))
@@ -320,7 +322,7 @@ class SessionStateTests(SynchronousTestCase):
         state = SessionState()
         state.setApplication("cid", "app-secret")
         state.addAccount(1, "access-secret")
-        text = repr(state) + repr(state.restoreSteps())
+        text = repr(state) + repr(state.applicationStep()) + repr([state.accountStep(a) for a in state.accounts.values()])
         self.assertNotIn("app-secret", text)
         self.assertNotIn("access-secret", text)
 

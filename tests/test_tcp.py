@@ -72,9 +72,10 @@ class FramingTests(SynchronousTestCase):
         self.proto.dataReceived(data[cut:])
         self.assertEqual(self.bids(), [1, 2, 3])
 
-    def test_partialFrameGrowsOneBufferInPlace(self) -> None:
-        # Linear receive: the partial frame is appended to one bytearray; the
-        # stock IntNStringReceiver rebuilds a new bytes object on every read.
+    def test_partialFrameIsKeptAsItsReads(self) -> None:
+        """Linear receive: a 4 MiB frame arriving in 16 KiB reads is kept as
+        the reads themselves and joined once (the stock IntNStringReceiver
+        rebuilds a new bytes object on every read)."""
         big = Factory(TcpProtocol, self.clock)
         received: list[int] = []
         big.addMessageCallback(lambda m: received.append(len(m.payload)))
@@ -83,16 +84,15 @@ class FramingTests(SynchronousTestCase):
         payload = b"\x00" * (4 * 1024 * 1024)
         data = frame(ProtoMessage(payloadType=2138, payload=payload).SerializeToString())
         chunk = 16 * 1024
-        proto.dataReceived(data[:chunk])
-        buffer = proto._buffer
-        self.assertIsInstance(buffer, bytearray)
-        for start in range(chunk, len(data) - chunk, chunk):
-            proto.dataReceived(data[start : start + chunk])
-            self.assertIs(proto._buffer, buffer)
+        reads = [data[start : start + chunk] for start in range(0, len(data), chunk)]
+        for number, read in enumerate(reads[:-1], 1):
+            proto.dataReceived(read)
+            self.assertEqual(proto._splitter.buffered, number * chunk)
+            self.assertIs(proto._splitter._chunks[-1], read if number > 1 else proto._splitter._chunks[-1])
         self.assertEqual(received, [])
-        proto.dataReceived(data[(len(data) // chunk) * chunk :])
+        proto.dataReceived(reads[-1])
         self.assertEqual(received, [len(payload)])
-        self.assertEqual(len(proto._buffer), 0)
+        self.assertEqual(proto._splitter.buffered, 0)
 
     def test_oversizedFrameClosesWithSpecificError(self) -> None:
         d = self.factory.request("VersionReq")

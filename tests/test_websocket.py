@@ -187,18 +187,18 @@ class FactoryTests(SynchronousTestCase):
         core = Factory(WebSocketProtocol, Clock(), "demo.ctraderapi.com", 5035, maxMessageSize=1234)
         proto = core.buildProtocol(None)
         ws = proto.factory
-        self.assertIs(proto.core, core)
+        self.assertIs(proto.receiver, core)
         self.assertEqual(ws.url, "wss://demo.ctraderapi.com:5035")
         self.assertTrue(ws.isSecure)
         self.assertEqual((ws.host, ws.port, ws.resource), ("demo.ctraderapi.com", 5035, "/"))
-        # Autobahn's defaults (0 = unlimited, 0 = no ping) are replaced on purpose.
+        # Autobahn's default (0 = unlimited) is replaced on purpose; incoming
+        # frames are checked by the protocol itself when they begin.
         self.assertEqual(ws.maxMessagePayloadSize, 1234)
-        self.assertEqual(ws.maxFramePayloadSize, 1234)
-        self.assertEqual(ws.autoPingInterval, WebSocketProtocol.autoPingIntervalSeconds)
-        self.assertEqual(ws.autoPingTimeout, WebSocketProtocol.autoPingTimeoutSeconds)
-        self.assertGreater(ws.autoPingInterval, 0)
-        self.assertGreater(ws.autoPingTimeout, 0)
-        self.assertEqual(ws.openHandshakeTimeout, WebSocketProtocol.openHandshakeTimeoutSeconds)
+        # Every Autobahn timer is off: the protocol keeps its own on the clock.
+        self.assertEqual(
+            (ws.autoPingInterval, ws.openHandshakeTimeout, ws.closeHandshakeTimeout, ws.serverConnectionDropTimeout),
+            (0, 0, 0, 0),
+        )
         self.assertEqual(ws.perMessageCompressionOffers, [])
 
     def test_plainURLWithoutTLS(self) -> None:
@@ -210,14 +210,16 @@ class FactoryTests(SynchronousTestCase):
     def test_ipv6Literal(self) -> None:
         self.assertEqual(webSocketURL("::1", 5035), "wss://[::1]:5035")
 
-    def test_oneAutobahnFactoryPerCore(self) -> None:
+    def test_oneAutobahnFactoryPerAttempt(self) -> None:
+        """Each connection attempt gets its own Autobahn factory; nothing is
+        cached on the core."""
         clock = Clock()
         core = Factory(WebSocketProtocol, clock, "localhost", 5035)
         first, second = core.buildProtocol(None), core.buildProtocol(None)
         self.assertIsNot(first, second)
-        self.assertIs(first.factory, second.factory)
-        other = Factory(WebSocketProtocol, clock, "localhost", 5035).buildProtocol(None)
-        self.assertIsNot(other.factory, first.factory)
+        self.assertIsNot(first.factory, second.factory)
+        self.assertEqual(first.factory.url, second.factory.url)
+        self.assertFalse([name for name in vars(core) if "webSocket" in name.lower()])
 
     def test_reprNamesTheServerOnly(self) -> None:
         core = Factory(WebSocketProtocol, Clock(), "localhost", 5035)
@@ -252,7 +254,7 @@ class HandshakeTests(WebSocketTestCase):
         server = WebSocketScriptedServer()
         server.holdHandshake = Deferred()
         self.connect(server)
-        self.advance(WebSocketProtocol.openHandshakeTimeoutSeconds + 1)
+        self.advance(self.factory.settings.handshakeTimeout + 1)
         self.assertTrue(server.lost)
         self.assertEqual(self.connected, [])
         self.assertEqual(self.disconnected, [])  # it never was connected
@@ -359,7 +361,7 @@ class SizeLimitTests(WebSocketTestCase):
         self.assertIn("exceeds the limit", error)
         self.assertTrue(self.server.lost)
         self.assertEqual(len(self.disconnected), 1)
-        self.assertIn("payload limit", self.disconnected[0].getErrorMessage())
+        self.assertIn("exceeds the limit of 1000 bytes", self.disconnected[0].getErrorMessage())
 
     def test_oversizedMessageInSmallFrames(self) -> None:
         # The message limit holds for a fragmented message too.

@@ -26,6 +26,7 @@ from twisted.internet.protocol import Factory as ProtocolFactory  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
+from ..framing import FrameSplitter  # noqa: E402
 from ..tcp import TcpProtocol  # noqa: E402
 from .faults import oversizedTcpHeader, oversizedWebSocketHeader  # noqa: E402
 
@@ -51,6 +52,7 @@ class SimulatorTcpProtocol(TcpProtocol):
         self.simulator = simulator
         self.session: Session | None = None
         self.MAX_LENGTH = simulator.maxMessageSize
+        self._splitter = FrameSplitter(simulator.maxMessageSize)
 
     def __repr__(self) -> str:
         return f"<SimulatorTcpProtocol {self.session!r}>"

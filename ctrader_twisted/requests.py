@@ -1,0 +1,334 @@
+# -*- test-case-name: tests.test_requests -*-
+"""Correlation: one Deferred per request, matched to its answer by ``clientMsgId``.
+
+This is the role of AMP's ``BoxDispatcher``. :class:`Correlator` owns every
+request from ``send`` until its Deferred fires:
+
+* it gives each request a ``clientMsgId`` (``ct1``, ``ct2``, ...; never
+  reused, and never one a caller chose for a request still pending) and
+  refuses a caller's id that is already pending;
+* it encodes the request's ``ProtoMessage`` once (:func:`~ctrader_twisted.protobuf.encodeEnvelope`);
+* it fires the Deferred with the first message that carries the id: the
+  decoded answer, or a typed :class:`~ctrader_twisted.errors.OpenApiError`
+  for an error answer (``raw`` requests get the ``ProtoMessage`` either way,
+  as with the official SDK);
+* it keeps every deadline: a request times out *timeout* seconds after it was
+  sent while it waits to be written (:class:`~ctrader_twisted.errors.NotSentTimeout`),
+  and *timeout* seconds after it was written while it waits for its answer
+  (:class:`~ctrader_twisted.errors.RequestTimeout`);
+* when a connection is lost it fails every request written on it with
+  :class:`~ctrader_twisted.errors.OutcomeUnknownError`: never re-sent.
+
+Deadlines live in one heap served by one timer, not a timer per request.
+Writing and queueing are the outbox's job (:mod:`ctrader_twisted.outbox`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from .errors import (
+    ERROR_PAYLOAD_TYPES,
+    CTraderError,
+    DuplicateClientMsgIdError,
+    InvalidMessageError,
+    NotSentTimeout,
+    OpenApiError,
+    OutcomeUnknownError,
+    RequestTimeout,
+    UnknownMessageError,
+    errorFromPayload,
+)
+from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
+from .protobuf import Protobuf, encodeEnvelope
+
+__all__ = ["Request", "Correlator"]
+
+#: Called with a request and the error that answered it; returns ``True``
+#: when it takes the request over (to write it again later) instead of
+#: letting the error fire its Deferred.
+RefusalHandler = Callable[["Request", OpenApiError], bool]
+
+
+class Request:
+    """One request from ``send`` until its Deferred fires.
+
+    :ivar clientMsgId: its id on the wire.
+    :ivar payloadType: the request's payload type.
+    :ivar data: the serialized ``ProtoMessage`` (dropped once written).
+    :ivar raw: fire with the ``ProtoMessage`` (official contract) rather than
+        the decoded payload.
+    :ivar timeout: seconds allowed to wait for the write, then for the
+        answer (``None``: forever).
+    :ivar priority: written even while user traffic is held (session restore).
+    :ivar deferred: what the caller holds.
+    :ivar connection: the transport it was written on, or ``None`` while unwritten.
+    :ivar done: its Deferred fired (or was cancelled).
+    :ivar attempts: how many times it was written (more than once only after
+        the server refused it for a rate limit: it did not act on it).
+    """
+
+    __slots__ = (
+        "clientMsgId",
+        "payloadType",
+        "data",
+        "raw",
+        "timeout",
+        "priority",
+        "deferred",
+        "connection",
+        "done",
+        "attempts",
+        "deadlineKey",
+    )
+
+    def __init__(
+        self, clientMsgId: str, payloadType: int, data: bytes, raw: bool, timeout: float | None, priority: bool
+    ) -> None:
+        self.clientMsgId = clientMsgId
+        self.payloadType = payloadType
+        self.data = data
+        self.raw = raw
+        self.timeout = timeout
+        self.priority = priority
+        self.deferred: Deferred[Any] = Deferred(self._cancelled)
+        self.connection: Any = None
+        self.done = False
+        self.attempts = 0
+        #: the key of its live entry in the deadline heap, or ``None``
+        self.deadlineKey: int | None = None
+
+    def _cancelled(self, d: Deferred[Any]) -> None:
+        # Deferred.cancel() errbacks with CancelledError after this returns;
+        # the correlator's callback then forgets the request.
+        self.done = True
+
+    @property
+    def sent(self) -> bool:
+        """Whether it was written to a connection."""
+        return self.connection is not None
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else ("written" if self.sent else "unwritten")
+        return f"<Request {Protobuf.name(self.payloadType)} {self.clientMsgId!r} {state}>"
+
+
+class Correlator:
+    """Pending requests, their ids and deadlines, and their answers.
+
+    :param clock: the time source for deadlines.
+    :param onForget: called with each request once its Deferred fired
+        (the outbox frees its queue place).
+    :param onRefused: see :data:`RefusalHandler`; ``None``: errors always fire.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        onForget: Callable[[Request], None] | None = None,
+        onRefused: RefusalHandler | None = None,
+    ) -> None:
+        self.clock = clock
+        #: clientMsgId -> request, for every request whose Deferred has not fired
+        self.pending: dict[str, Request] = {}
+        self._ids = itertools.count(1)
+        self._onForget = onForget
+        self.onRefused = onRefused
+        self._heap: list[tuple[float, int, Request]] = []
+        self._keys = itertools.count()
+        self._stale = 0
+        self._timer: IDelayedCall | None = None
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    # --- creating ----------------------------------------------------------------
+
+    def create(
+        self,
+        payloadType: int,
+        payload: bytes,
+        clientMsgId: str | None,
+        *,
+        raw: bool,
+        timeout: float | None,
+        priority: bool = False,
+    ) -> Request:
+        """Register a new request and start its deadline.
+
+        :param payload: the serialized request message.
+        :param clientMsgId: the caller's id, or ``None`` for a generated one.
+        :raises DuplicateClientMsgIdError: *clientMsgId* is already pending.
+        """
+        pending = self.pending
+        if clientMsgId is None:
+            clientMsgId = f"ct{next(self._ids)}"
+            while clientMsgId in pending:  # a caller chose this id itself
+                clientMsgId = f"ct{next(self._ids)}"
+        elif clientMsgId in pending:
+            raise DuplicateClientMsgIdError(f"clientMsgId {clientMsgId!r} is already in use by a pending request")
+        request = Request(
+            clientMsgId, payloadType, encodeEnvelope(payloadType, payload, clientMsgId), raw, timeout, priority
+        )
+        pending[clientMsgId] = request
+        request.deferred.addBoth(self._forget, request)
+        if timeout is not None:
+            self._setDeadline(request, timeout)
+        return request
+
+    def written(self, request: Request, connection: Any) -> None:
+        """*request* was written on *connection*: its answer is due within its timeout."""
+        request.connection = connection
+        request.attempts += 1
+        request.data = b""  # written: no need to keep the bytes
+        if request.timeout is not None:
+            self._setDeadline(request, request.timeout)
+
+    def unwritten(self, request: Request, data: bytes) -> None:
+        """The server refused *request* without acting on it (a rate limit):
+        it waits to be written again, with *data* (its bytes), under the
+        deadline it has left."""
+        request.connection = None
+        request.data = data
+
+    def _forget(self, result: Any, request: Request) -> Any:
+        request.done = True
+        if self.pending.get(request.clientMsgId) is request:
+            del self.pending[request.clientMsgId]
+        self._clearDeadline(request)
+        if self._onForget is not None:
+            self._onForget(request)
+        return result
+
+    # --- answering ------------------------------------------------------------------
+
+    def answer(self, request: Request, message: ProtoMessage) -> None:
+        """Fire *request* with *message*, the first message carrying its id."""
+        payloadType = message.payloadType
+        d = request.deferred
+        if payloadType in ERROR_PAYLOAD_TYPES:
+            try:
+                payload = Protobuf.extract(message)
+            except CTraderError:
+                payload = None
+            if payload is not None:
+                error = errorFromPayload(payload, request.clientMsgId)
+                if self.onRefused is not None and self.onRefused(request, error):
+                    return
+                if request.raw:
+                    d.callback(message)
+                else:
+                    d.errback(error)
+                return
+        if request.raw:
+            d.callback(message)
+            return
+        try:
+            decoded = Protobuf.extract(message)
+        except (UnknownMessageError, InvalidMessageError) as e:
+            d.errback(e)
+            return
+        d.callback(decoded)
+
+    def failWritten(self, connection: Any, why: str, cause: Any) -> None:
+        """*connection* is gone: fail every request written on it, at once,
+        with :class:`~ctrader_twisted.errors.OutcomeUnknownError`."""
+        lost = [r for r in self.pending.values() if r.connection is connection and not r.done]
+        for request in lost:
+            request.deferred.errback(
+                OutcomeUnknownError(
+                    f"connection lost after {Protobuf.name(request.payloadType)} "
+                    f"(clientMsgId {request.clientMsgId!r}) was sent; its outcome is unknown ({why})",
+                    cause,
+                )
+            )
+
+    # --- deadlines --------------------------------------------------------------------
+
+    def _setDeadline(self, request: Request, seconds: float) -> None:
+        if request.deadlineKey is not None:
+            self._stale += 1
+        key = next(self._keys)
+        request.deadlineKey = key
+        deadline = self.clock.seconds() + seconds
+        heapq.heappush(self._heap, (deadline, key, request))
+        timer = self._timer
+        if timer is None:
+            self._timer = self.clock.callLater(seconds, self._expire)
+        elif deadline < timer.getTime():
+            timer.reset(seconds)
+
+    def _clearDeadline(self, request: Request) -> None:
+        if request.deadlineKey is None:
+            return
+        request.deadlineKey = None
+        self._stale += 1
+        heap = self._heap
+        if self._stale == len(heap):
+            # Nothing left to time out: no timer either.
+            heap.clear()
+            self._stale = 0
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        if self._stale > 64 and self._stale * 2 > len(heap):
+            # Most entries belong to requests that were answered: rebuild
+            # the heap from the live ones, so it stays as small as the
+            # number of requests in flight.
+            self._heap = [entry for entry in heap if entry[2].deadlineKey == entry[1]]
+            heapq.heapify(self._heap)
+            self._stale = 0
+
+    def _expire(self) -> None:
+        self._timer = None
+        heap = self._heap
+        now = self.clock.seconds()
+        while heap and heap[0][0] <= now:
+            _, key, request = heapq.heappop(heap)
+            if request.deadlineKey != key:
+                self._stale -= 1
+                continue
+            request.deadlineKey = None
+            self._timedOut(request)
+        while heap and heap[0][2].deadlineKey != heap[0][1]:
+            heapq.heappop(heap)
+            self._stale -= 1
+        if heap:
+            # A callback above may have set a timer for a later deadline.
+            first = heap[0][0]
+            delay = max(0.0, first - self.clock.seconds())
+            if self._timer is None:
+                self._timer = self.clock.callLater(delay, self._expire)
+            elif first < self._timer.getTime():
+                self._timer.reset(delay)
+
+    def _timedOut(self, request: Request) -> None:
+        if request.done:
+            return
+        name = Protobuf.name(request.payloadType)
+        timeout = request.timeout or 0.0
+        if request.sent:
+            self._log.warn(
+                "No answer to {name} (clientMsgId {clientMsgId}) within {timeout} s",
+                name=name,
+                clientMsgId=request.clientMsgId,
+                timeout=timeout,
+            )
+            request.deferred.errback(RequestTimeout(name, request.clientMsgId, timeout))
+        else:
+            request.deferred.errback(NotSentTimeout(name, request.clientMsgId, timeout))
+
+    def stop(self) -> None:
+        """Cancel the deadline timer (nothing is pending any more)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
