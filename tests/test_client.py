@@ -18,7 +18,7 @@ from ctrader_twisted import Client, EndPoints, Protobuf, TcpProtocol
 from ctrader_twisted.errors import NotConnectedError, NotSentError, OutcomeUnknownError, RequestTimeout
 from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAApplicationAuthRes, ProtoOAVersionRes
 
-from .fakeserver import MemoryEndpoint, ScriptedServer
+from ctrader_twisted.testing import MemoryEndpoint, ScriptedServer
 from .tlsutil import Authority
 from .util import ROOT
 

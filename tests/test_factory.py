@@ -44,7 +44,7 @@ from ctrader_twisted.messages.OpenApiMessages_pb2 import (
 )
 from ctrader_twisted.tcp import TcpProtocol
 
-from .fakeserver import connectInMemory
+from ctrader_twisted.testing import connectInMemory
 
 
 class CoreTestCase(SynchronousTestCase):

@@ -32,7 +32,7 @@ from ctrader_twisted.messages.OpenApiMessages_pb2 import (
 )
 from ctrader_twisted.session import SessionState
 
-from .fakeserver import MemoryEndpoint, ScriptedServer
+from ctrader_twisted.testing import MemoryEndpoint, ScriptedServer
 
 NAMES = {
     2100: "app",

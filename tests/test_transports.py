@@ -43,8 +43,7 @@ from ctrader_twisted.messages.OpenApiMessages_pb2 import (  # noqa: E402
 )
 from ctrader_twisted.websocket import WebSocketProtocol  # noqa: E402
 
-from .fakeserver import MemoryEndpoint, ScriptedServer  # noqa: E402
-from .test_websocket import WebSocketMemoryEndpoint, WebSocketScriptedServer  # noqa: E402
+from ctrader_twisted.testing import MemoryEndpoint, ScriptedServer, ScriptedWebSocketServer  # noqa: E402
 from .tlsutil import Authority  # noqa: E402
 
 ORDER_ACCEPTED = 2
@@ -69,7 +68,6 @@ class ClientBehaviourMixin:
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.patch(txaio.config, "loop", self.clock)  # type: ignore[attr-defined]
         self.endpoint = self.makeEndpoint(self.clock)
         self.client = Client(
             "localhost", 5035, self.protocol, retryPolicy=oneSecond, clock=self.clock, endpoint=self.endpoint
@@ -220,8 +218,8 @@ class TcpClientBehaviourTests(ClientBehaviourMixin, SynchronousTestCase):
 class WebSocketClientBehaviourTests(ClientBehaviourMixin, SynchronousTestCase):
     protocol = WebSocketProtocol
 
-    def makeEndpoint(self, clock: Clock) -> WebSocketMemoryEndpoint:
-        return WebSocketMemoryEndpoint(clock)
+    def makeEndpoint(self, clock: Clock) -> MemoryEndpoint:
+        return MemoryEndpoint(clock, ScriptedWebSocketServer)
 
     def test_connectedOnlyAfterTheHandshake(self) -> None:
         # The WebSocket-specific half of test_connected: one handshake made.
@@ -314,8 +312,8 @@ class _LoopbackServers:
         if self.protocol is WebSocketProtocol:
             factory: Any = WebSocketServerFactory("wss://localhost", reactor=reactor)
 
-            def build() -> WebSocketScriptedServer:
-                server = WebSocketScriptedServer()
+            def build() -> ScriptedWebSocketServer:
+                server = ScriptedWebSocketServer()
                 server.factory = factory
                 server.auto[2104] = _versionAnswer
                 return server

@@ -1,11 +1,11 @@
 """The WebSocket transport's own behaviour, in memory.
 
 The peer is Autobahn's own ``WebSocketServerProtocol`` (an independent
-implementation of the handshake and framing), connected with
-``twisted.test.iosim``; a ``Clock`` drives the core and Autobahn's timers
-(``txaio.config.loop`` is pointed at it for the few timers Autobahn schedules
-there). The behaviours shared with the TCP transport are in
-``tests/test_transports.py``.
+implementation of the handshake and framing; ``ScriptedWebSocketServer`` from
+``ctrader_twisted.testing``), connected with ``twisted.test.iosim``; a
+``Clock`` drives every client timer (the handshake deadline, pings, the
+closing deadline): ``txaio``'s global loop is never used. The behaviours
+shared with the TCP transport are in ``tests/test_transports.py``.
 """
 
 from __future__ import annotations
@@ -17,18 +17,13 @@ import txaio
 txaio.use_twisted()
 
 from autobahn.exception import PayloadExceededError  # noqa: E402
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol  # noqa: E402
-from autobahn.websocket.types import ConnectionRequest  # noqa: E402
-from twisted.internet.defer import Deferred, succeed  # noqa: E402
+from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.internet.error import ConnectionDone, ConnectionLost  # noqa: E402
-from twisted.internet.interfaces import IStreamClientEndpoint  # noqa: E402
 from twisted.internet.task import Clock  # noqa: E402
 from twisted.internet.testing import EventLoggingObserver  # noqa: E402
 from twisted.logger import LogLevel, globalLogPublisher  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
-from twisted.test import iosim  # noqa: E402
 from twisted.trial.unittest import SynchronousTestCase  # noqa: E402
-from zope.interface import implementer  # noqa: E402
 
 from ctrader_twisted.errors import (  # noqa: E402
     FrameTooLargeError,
@@ -43,113 +38,7 @@ from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAVersionRes  # no
 from ctrader_twisted.protobuf import Protobuf  # noqa: E402
 from ctrader_twisted.websocket import WebSocketProtocol, webSocketURL  # noqa: E402
 
-from .fakeserver import ScriptedPeer  # noqa: E402
-
-
-class WebSocketScriptedServer(ScriptedPeer, WebSocketServerProtocol):  # type: ignore[misc]
-    """A scripted Open API peer over WebSocket (same interface as
-    ``tests.fakeserver.ScriptedServer``): records requests; the test answers.
-
-    :ivar handshake: the client's opening-handshake request.
-    :ivar answerPings: reply to WebSocket pings (Autobahn's default).
-    :ivar holdHandshake: a Deferred that delays the handshake answer, if set.
-    """
-
-    def __init__(self) -> None:
-        ScriptedPeer.__init__(self)
-        WebSocketServerProtocol.__init__(self)
-        self.closes: list[tuple[bool, Any, Any]] = []
-        self.handshake: ConnectionRequest | None = None
-        self.answerPings = True
-        self.holdHandshake: Deferred[None] | None = None
-
-    def onConnect(self, request: ConnectionRequest) -> Any:
-        self.handshake = request
-        if self.holdHandshake is not None:
-            return self.holdHandshake
-        return None
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        assert isBinary, "the client must send binary messages only"
-        self.messageReceived(payload)
-
-    def onPing(self, payload: bytes) -> None:
-        if self.answerPings:
-            super().onPing(payload)
-
-    def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
-        self.closes.append((wasClean, code, reason))
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        self.lost = True
-        super().connectionLost(reason)
-
-    def pushRaw(self, data: bytes) -> None:
-        """Send *data* as one binary message, whatever it is."""
-        self.sendMessage(data, isBinary=True)
-
-    def pushText(self, text: str) -> None:
-        """Send a text message (never valid in the Open API)."""
-        self.sendMessage(text.encode("utf-8"), isBinary=False)
-
-
-def webSocketServerFactory(clock: Any) -> WebSocketServerFactory:
-    """An Autobahn server factory for :class:`WebSocketScriptedServer` (no size limit)."""
-    factory = WebSocketServerFactory("ws://localhost:5035", reactor=clock)
-    factory.protocol = WebSocketScriptedServer
-    return factory
-
-
-def connectWebSocketInMemory(
-    core: Factory, clock: Clock, server: WebSocketScriptedServer | None = None
-) -> tuple[WebSocketProtocol, WebSocketScriptedServer, iosim.IOPump]:
-    """Connect *core* (a Factory for :class:`WebSocketProtocol`) to a scripted
-    WebSocket server in memory and run the opening handshake."""
-    serverFactory = webSocketServerFactory(clock)
-    if server is None:
-        server = WebSocketScriptedServer()
-    server.factory = serverFactory
-    client, _, pump = iosim.connectedServerAndClient(
-        lambda: server, lambda: core.buildProtocol(None), clock=clock, greet=False
-    )
-    pump.flush()
-    return client, server, pump
-
-
-@implementer(IStreamClientEndpoint)
-class WebSocketMemoryEndpoint:
-    """An endpoint whose connections go to new :class:`WebSocketScriptedServer`
-    instances in memory (for ``Client(endpoint=...)``)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.servers: list[WebSocketScriptedServer] = []
-        self.pumps: list[iosim.IOPump] = []
-
-    def connect(self, factory: Any) -> Deferred[Any]:
-        server = WebSocketScriptedServer()
-        server.factory = webSocketServerFactory(self.clock)
-        clientProto = factory.buildProtocol(None)
-        pump = iosim.connect(
-            server,
-            iosim.makeFakeServer(server),
-            clientProto,
-            iosim.makeFakeClient(clientProto),
-            greet=False,
-            clock=self.clock,
-        )
-        self.servers.append(server)
-        self.pumps.append(pump)
-        return succeed(clientProto)
-
-    def flush(self) -> None:
-        for pump in self.pumps:
-            pump.flush()
-
-
-def useClockForTxaio(case: SynchronousTestCase, clock: Clock) -> None:
-    """Point Autobahn's global timer loop at *clock* for the test's duration."""
-    case.patch(txaio.config, "loop", clock)
+from ctrader_twisted.testing import ScriptedWebSocketServer, connectInMemory  # noqa: E402
 
 
 class WebSocketTestCase(SynchronousTestCase):
@@ -157,7 +46,6 @@ class WebSocketTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        useClockForTxaio(self, self.clock)
         self.factory = Factory(WebSocketProtocol, self.clock, "localhost", 5035, **self.factoryOptions)
         self.connected: list[Any] = []
         self.disconnected: list[Failure] = []
@@ -165,8 +53,8 @@ class WebSocketTestCase(SynchronousTestCase):
         self.factory.addDisconnectionObserver(lambda proto, reason: self.disconnected.append(reason))
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
-    def connect(self, server: WebSocketScriptedServer | None = None) -> None:
-        self.client, self.server, self.pump = connectWebSocketInMemory(self.factory, self.clock, server)
+    def connect(self, server: ScriptedWebSocketServer | None = None) -> None:
+        self.client, self.server, self.pump = connectInMemory(self.factory, self.clock, server or ScriptedWebSocketServer())
 
     def advance(self, seconds: float, step: float = 0.25) -> None:
         """Move the clock in small steps, moving bytes after each."""
@@ -239,7 +127,7 @@ class HandshakeTests(WebSocketTestCase):
         self.assertTrue(request.headers["user-agent"].startswith("ctrader-twisted/"))
 
     def test_readyOnlyAfterTheHandshake(self) -> None:
-        server = WebSocketScriptedServer()
+        server = ScriptedWebSocketServer()
         server.holdHandshake = Deferred()
         self.connect(server)
         # TCP is up but the server has not answered the upgrade yet.
@@ -251,7 +139,7 @@ class HandshakeTests(WebSocketTestCase):
         self.assertEqual(self.connected, [self.client])
 
     def test_handshakeTimeoutDisconnectsWithoutEverBeingReady(self) -> None:
-        server = WebSocketScriptedServer()
+        server = ScriptedWebSocketServer()
         server.holdHandshake = Deferred()
         self.connect(server)
         self.advance(self.factory.settings.handshakeTimeout + 1)
