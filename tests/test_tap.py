@@ -1,4 +1,4 @@
-"""Tests for the ``twistd ctrader`` plugin (ctrader_twisted.tap and
+"""Tests for the ``twistd ctrader`` plugin (ctrader_twisted.cli.tap and
 twisted/plugins/ctrader_twisted_plugin.py; run from the project root so the
 plugin directory is on sys.path)."""
 
@@ -19,8 +19,9 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from ctrader_twisted import tap
-from ctrader_twisted.streamer import StreamError, StreamService
+from ctrader_twisted.cli import tap
+from ctrader_twisted.cli.status import StreamError
+from ctrader_twisted.cli.stream import StreamService
 
 
 def plugin() -> Any:
