@@ -50,6 +50,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_stream(self) -> Any:
+        """Without a host, ``stream`` reads the in-process simulator and says so; every line is marked simulated."""
         code, out, err = yield self.call("stream", "EURUSD,XAUUSD", "--count", "6", "--sim-interval", "0.05")
         self.assertEqual(code, cli.EXIT_OK)
         records = [json.loads(line, parse_float=Decimal) for line in out.splitlines()]
@@ -59,6 +60,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_streamToFile(self) -> Any:
+        """``-o FILE`` appends the lines to FILE; stdout stays empty."""
         path = self.mktemp()
         code, out, _ = yield self.call("stream", "EURUSD", "--count", "2", "--sim-interval", "0.05", "-o", path)
         self.assertEqual((code, out), (0, ""))
@@ -66,6 +68,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_streamUnknownSymbol(self) -> Any:
+        """An unknown symbol: exit 1, one error line, no output."""
         code, out, err = yield self.call("stream", "EURUSD", "GBPJPY")
         self.assertEqual(code, cli.EXIT_FAILURE)
         self.assertEqual(out, "")
@@ -73,6 +76,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_usageErrors(self) -> Any:
+        """Bad option values: exit 2 and a one-line message, never a traceback."""
         for argv, fragment in (
             (["stream", "EURUSD", "--trendbars", "M7"], "unknown trend bar period"),
             (["stream", "EURUSD", "--count", "0"], "--count"),
@@ -87,6 +91,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_malformedConfig(self) -> Any:
+        """A malformed config file is a configuration error: exit 2, one line."""
         path = Path(self.mktemp())
         path.write_text("host = [\n")
         code, _, err = yield self.call("stream", "EURUSD", "--config", str(path))
@@ -95,6 +100,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_accounts(self) -> Any:
+        """``accounts`` lists the two accounts of the simulator's token as a table."""
         code, out, _ = yield self.call("accounts")
         self.assertEqual(code, 0)
         rows = [line.split() for line in out.splitlines()]
@@ -103,6 +109,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_symbols(self) -> Any:
+        """``symbols`` lists the symbols of the first account, sorted by name."""
         code, out, _ = yield self.call("symbols")
         self.assertEqual(code, 0)
         names = [line.split()[1] for line in out.splitlines()[1:]]
@@ -111,6 +118,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_symbol(self) -> Any:
+        """``symbol`` matches the name case-insensitively and shows volumes in units."""
         code, out, _ = yield self.call("symbol", "eurusd")
         self.assertEqual(code, 0)
         fields = dict((line.split(None, 1) + [""])[:2] for line in out.splitlines())
@@ -120,6 +128,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_bars(self) -> Any:
+        """``bars`` writes the bars of [from, to) as CSV, oldest first, prices with the symbol's digits."""
         code, out, err = yield self.call("bars", "XAUUSD", "--period", "M15", "--from", "2026-01-05T00:00:00Z",
                                          "--to", "2026-01-05T06:00:00+00:00")
         self.assertEqual(code, 0, err)
@@ -137,6 +146,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_barsAcrossSeveralWindows(self) -> Any:
+        """A range longer than the server allows per request is fetched in windows, without duplicates."""
         # M5 bars over 8 days: three windows of at most 3.5 days.
         requests = []
         original = history.Client.request
@@ -159,6 +169,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_remoteAgainstSimulatorWithEnvironmentCredentials(self) -> Any:
+        """With a host: credentials from the environment, never shown; TLS and credential failures are one line."""
         sim = Simulator(seed=5, clock=reactor, spotInterval=0.05)
         listening = sim.listen(reactor, tlsPort=0, wsPort=None)
         self.addCleanup(sim.stop)
@@ -184,12 +195,14 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_simulatorHelp(self) -> Any:
+        """``simulator --help`` prints the simulator's own options."""
         code, out, _ = yield self.call("simulator", "--help")
         self.assertEqual(code, 0)
         self.assertIn("--tls-port", out)
 
     @inlineCallbacks
     def test_simulatorBadOption(self) -> Any:
+        """A bad simulator option exits 2 and names the option."""
         code, _, err = yield self.call("simulator", "--tls-port", "bogus")
         self.assertEqual(code, cli.EXIT_USAGE)
         self.assertIn("--tls-port", err)
@@ -200,6 +213,7 @@ class EntryPointTests(TestCase):
 
     @inlineCallbacks
     def test_streamCount(self) -> Any:
+        """``python -m ctrader_twisted.cli stream --count N`` writes N lines and exits 0."""
         home = self.mktemp()
         os.mkdir(home)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "PYTHONPATH": str(ROOT)}

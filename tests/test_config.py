@@ -26,12 +26,14 @@ class ConfigTests(SynchronousTestCase):
         return str(path)
 
     def test_noHostMeansSimulator(self) -> None:
+        """No host anywhere: the bundled simulator, no credentials needed."""
         settings = loadSettings({}, self.environ)
         self.assertTrue(settings.simulated)
         self.assertIsNone(settings.credentials)
         self.assertIsNone(settings.configPath)
 
     def test_precedence(self) -> None:
+        """Option over environment over config file, setting by setting; ``demo`` is an alias."""
         path = self.write(
             'host = "file-host"\nport = 6000\nclient_id = "file-id"\nclient_secret = "file-secret"\n'
             'access_token = "file-token"\naccounts = [5, 6]\nwebsocket = true\n'
@@ -49,6 +51,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(settings.configPath, path)
 
     def test_defaultConfigFileAndSection(self) -> None:
+        """The default config file is read when it exists; keys may sit under ``[ctrader]``."""
         directory = self.home / ".config" / "ctrader-twisted"
         directory.mkdir(parents=True)
         (directory / "config.toml").write_text('[ctrader]\nhost = "live"\nclient_id = "i"\nclient_secret = "s"\naccess_token = "t"\n')
@@ -74,14 +77,17 @@ class ConfigTests(SynchronousTestCase):
         return message
 
     def test_malformedToml(self) -> None:
+        """A TOML error names the file and position, never the text (it may hold a secret)."""
         path = self.write('client_secret = "hunter2\nhost = \n')
         message = self.assertConfigError("malformed config file", path=path)
         self.assertNotIn("hunter2", message)
 
     def test_unknownKey(self) -> None:
+        """A misspelt key is an error (naming it), not silently ignored."""
         self.assertConfigError("unknown key 'clientSecret'", path=self.write('clientSecret = "x"\n'))
 
     def test_wrongTypes(self) -> None:
+        """Each key's type is checked; the error never echoes a secret value."""
         self.assertConfigError("'port' must be an integer", path=self.write('port = "5035"\n'))
         self.assertConfigError("'websocket' must be true or false", path=self.write("websocket = 1\n"))
         message = self.assertConfigError("'access_token' must be a non-empty string", path=self.write("access_token = 12\n"))
@@ -92,6 +98,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertConfigError("does not exist", path=str(self.home / "nope.toml"))
 
     def test_missingCredentials(self) -> None:
+        """A host without a client secret: the error names the variable to set."""
         self.assertConfigError("no client secret", "CTRADER_CLIENT_SECRET",
                                options={"host": "demo", "clientId": "x", "accessToken": "t"})
 
@@ -100,6 +107,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertConfigError("CA file", options={"caFile": str(self.home / "missing.pem")})
 
     def test_worldReadableSecretsWarn(self) -> None:
+        """Secrets in a file others can read give a warning (chmod 600), not an error."""
         path = self.write('client_secret = "s"\n', mode=0o644)
         settings = loadSettings({}, self.environ, path)
         self.assertEqual(len(settings.warnings), 1)
@@ -107,6 +115,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(loadSettings({}, self.environ, self.write('client_secret = "s"\n')).warnings, ())
 
     def test_parseAccountIds(self) -> None:
+        """Account ids from an int or comma-separated text, duplicates dropped; anything else refused."""
         self.assertEqual(parseAccountIds("1, 2,1", "x"), (1, 2))
         self.assertEqual(parseAccountIds(3, "x"), (3,))
         for bad in ("0", "a", True, [1.5j]):

@@ -37,12 +37,14 @@ class FormattingTests(SynchronousTestCase):
     """Prices, times and JSON text."""
 
     def test_decimalPrice(self) -> None:
+        """Wire prices (1/100000) with the symbol's digits, trailing zeros kept."""
         self.assertEqual(str(decimalPrice(108123, 5)), "1.08123")
         self.assertEqual(str(decimalPrice(110000, 5)), "1.10000")
         self.assertEqual(str(decimalPrice(437637000, 2)), "4376.37")
         self.assertEqual(str(decimalPrice(2000000000, 1)), "20000.0")
 
     def test_isoTime(self) -> None:
+        """Milliseconds since the epoch as ISO 8601 UTC with milliseconds."""
         self.assertEqual(isoTime(0), "1970-01-01T00:00:00.000Z")
         self.assertEqual(isoTime(1_767_607_502_250), "2026-01-05T10:05:02.250Z")
 
@@ -111,6 +113,7 @@ class EventFormatterTests(SynchronousTestCase):
         self.assertEqual(str(line["bid"]), "0.12345")
 
     def test_depth(self) -> None:
+        """Depth quotes: side, price, size in units; and the ids deleted."""
         event = ProtoOADepthEvent(
             ctidTraderAccountId=7, symbolId=41,
             newQuotes=[ProtoOADepthQuote(id=1, size=250, bid=437600000), ProtoOADepthQuote(id=2, size=100000, ask=437700000)],
@@ -128,6 +131,7 @@ class EventFormatterTests(SynchronousTestCase):
         self.assertEqual(line["symbol"], "XAUUSD")
 
     def test_execution(self) -> None:
+        """An ORDER_FILLED event: ids, side, volume in units, exact prices and commission, the deal's time."""
         trade = ProtoOATradeData(symbolId=1, volume=100000, tradeSide=ProtoOATradeSide.BUY)
         event = ProtoOAExecutionEvent(
             ctidTraderAccountId=7,
@@ -156,6 +160,7 @@ class EventFormatterTests(SynchronousTestCase):
         self.assertIs(line["simulated"], True)
 
     def test_orderError(self) -> None:
+        """An order error: its code, and the ids and description sent."""
         line = self.formatter.orderError(
             ProtoOAOrderErrorEvent(ctidTraderAccountId=7, errorCode="NOT_ENOUGH_MONEY", orderId=3, description="no")
         )

@@ -132,8 +132,7 @@ class ClockStreamTests(SynchronousTestCase):
         self.assertEqual(len(lines(output)), count)
 
     def test_keepsStreamingAcrossAForcedDisconnect(self) -> None:
-        """After the server drops the connection, the client restores the
-        session and its subscriptions, and lines keep coming for every symbol."""
+        """After a dropped connection the client restores the session and lines keep coming for every symbol."""
         service, output, status = self.start(["EURUSD", "XAUUSD"])
         self.advanceUntil(lambda: service.written >= 6)
         before = service.written
@@ -166,6 +165,7 @@ class StreamServiceTests(TestCase):
 
     @inlineCallbacks
     def test_streamsSimulatedSpots(self) -> Any:
+        """N spot lines from the in-process simulator, and four status lines (simulated ... stopped)."""
         service, output, status = self.service(["EURUSD", "xauusd"], count=12)
         service.startService()
         yield service.whenDone()
@@ -186,6 +186,7 @@ class StreamServiceTests(TestCase):
 
     @inlineCallbacks
     def test_trendbarsAndDepth(self) -> Any:
+        """Live trend bars and depth quotes come as well-formed lines of their own."""
         service, output, _ = self.service(["EURUSD"], trendbars=["M1"], depth=True, count=30)
         service.startService()
         yield service.whenDone()
@@ -202,6 +203,7 @@ class StreamServiceTests(TestCase):
 
     @inlineCallbacks
     def test_websocket(self) -> Any:
+        """The same stream over ``wss://``."""
         service, output, status = self.service(["EURUSD"], count=3, settings=Settings(host=None, websocket=True))
         service.startService()
         yield service.whenDone()
@@ -210,6 +212,7 @@ class StreamServiceTests(TestCase):
 
     @inlineCallbacks
     def test_unknownSymbol(self) -> Any:
+        """An unknown symbol fails :meth:`whenDone` with one line, before any output."""
         service, output, _ = self.service(["EURUSD", "NOPE"])
         service.startService()
         error = yield self.assertFailure(service.whenDone(), StreamError)
@@ -219,6 +222,7 @@ class StreamServiceTests(TestCase):
 
     @inlineCallbacks
     def test_accountSelection(self) -> Any:
+        """Market data comes through the selected account."""
         service, output, status = self.service(["EURUSD"], count=2, settings=Settings(host=None, accountIds=(2000002,)))
         service.startService()
         yield service.whenDone()
@@ -227,6 +231,7 @@ class StreamServiceTests(TestCase):
 
     @inlineCallbacks
     def test_brokenOutputEndsTheStream(self) -> Any:
+        """A closed output (broken pipe) ends the stream quietly."""
         class Broken(io.StringIO):
             def write(self, text: str) -> int:
                 raise BrokenPipeError()
@@ -267,6 +272,7 @@ class RemoteStreamTests(TestCase):
 
     @inlineCallbacks
     def test_realServerLinesAreNotSimulated(self) -> Any:
+        """Against a host, lines say ``"simulated": false``; every account of the token is authorized."""
         service, output, status = self.start(self.settings(), count=3)
         yield service.whenDone()
         records = lines(output)
@@ -276,6 +282,7 @@ class RemoteStreamTests(TestCase):
 
     @inlineCallbacks
     def test_badClientSecret(self) -> Any:
+        """A refused client secret: one line with the error code; the secret is never shown or logged."""
         observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         secret = "wrong-secret-that-must-not-show"
         service, output, status = self.start(self.settings(secret=secret))
@@ -290,6 +297,7 @@ class RemoteStreamTests(TestCase):
 
     @inlineCallbacks
     def test_badAccessToken(self) -> Any:
+        """A refused access token: one line, without the token."""
         service, _, _ = self.start(self.settings(token="not-a-token"))
         error = yield self.assertFailure(service.whenDone(), StreamError)
         self.assertIn("refused the access token", str(error))
@@ -297,12 +305,14 @@ class RemoteStreamTests(TestCase):
 
     @inlineCallbacks
     def test_certificateFailure(self) -> Any:
+        """A server certificate not signed by a trusted CA: one line, not a retry loop."""
         service, _, _ = self.start(self.settings(caFile=None))
         error = yield self.assertFailure(service.whenDone(), StreamError)
         self.assertIn("TLS certificate verification failed", str(error))
 
     @inlineCallbacks
     def test_unreachableHost(self) -> Any:
+        """Nothing listening: one line naming host and port, not a retry loop."""
         port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
         free = port.getHost().port
         yield port.stopListening()
