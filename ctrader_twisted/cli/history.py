@@ -77,7 +77,7 @@ async def bars(connection: Connection, args: argparse.Namespace, stdout: TextIO,
         resolved, _ = await connection.resolveSymbols(accountId, [args.name])
         info = resolved[0]
         found = await fetchTrendbars(client, accountId, info.symbolId, period, start, end)
-        digits = info.digits if info.digits is not None else 5
+        digits = info.priceDigits
         writer = csv.writer(output, lineterminator="\n")
         writer.writerow(["time", "open", "high", "low", "close", "volume"])
         for bar in found:

@@ -31,12 +31,15 @@ from ..messages.OpenApiModelMessages_pb2 import (
     ProtoOATrendbarPeriod,
 )
 
-__all__ = ["EventFormatter", "SymbolInfo", "dumpJson", "decimalPrice", "isoTime", "enumName"]
+__all__ = ["EventFormatter", "SymbolInfo", "dumpJson", "decimalPrice", "isoTime", "enumName", "WIRE_PRICE_DIGITS"]
+
+#: Wire prices are integers in 1/100000 of a unit.
+WIRE_PRICE_DIGITS = 5
 
 
 def decimalPrice(value: int, digits: int) -> Decimal:
     """A wire price (integer, 1/100000 of a unit) as a Decimal with *digits* places."""
-    return Decimal(value).scaleb(-5).quantize(Decimal(1).scaleb(-digits))
+    return Decimal(value).scaleb(-WIRE_PRICE_DIGITS).quantize(Decimal(1).scaleb(-digits))
 
 
 def _doublePrice(value: float, digits: int | None) -> Decimal:
@@ -98,6 +101,11 @@ class SymbolInfo:
     name: str
     digits: int | None = None
 
+    @property
+    def priceDigits(self) -> int:
+        """Digits to write prices with: the symbol's, else all the wire has."""
+        return self.digits if self.digits is not None else WIRE_PRICE_DIGITS
+
 
 class EventFormatter:
     """Turns decoded Open API events into JSON-ready dicts.
@@ -128,7 +136,7 @@ class EventFormatter:
         return info if info is not None else SymbolInfo(symbolId, str(symbolId))
 
     def _price(self, value: int, info: SymbolInfo) -> Decimal:
-        return decimalPrice(value, info.digits if info.digits is not None else 5)
+        return decimalPrice(value, info.priceDigits)
 
     def spot(self, event: Any) -> list[dict[str, Any]]:
         """``ProtoOASpotEvent``: a ``spot`` line, then a ``trendbar`` line per live bar."""
