@@ -56,7 +56,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="1048576")
     p.add_argument("--chunk", type=int, default=4096)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--patched", action="store_true", help="apply bench.experiment (proposed library change)")
     return p
 
 
@@ -244,10 +243,6 @@ async def large(client: Any, control: Any, args: argparse.Namespace) -> dict[str
 
 def main() -> None:
     args = parser().parse_args()
-    if args.patched:
-        from bench.experiment import apply
-
-        apply()
     import txaio
 
     txaio.use_twisted()

@@ -1,4 +1,4 @@
-"""Tests for the ``ctrader-twisted`` console command and the config loading.
+"""Tests for the ``ctrader-twisted`` console command.
 
 Commands run in-process with :func:`ctrader_twisted.cli.run` against the
 simulator over loopback; one subprocess test runs the real entry point.
@@ -18,115 +18,14 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 
 from ctrader_twisted import cli
-from ctrader_twisted.config import ConfigError, EndPoints, loadSettings, parseAccountIds
+from ctrader_twisted.cli import history
+from ctrader_twisted.messages.OpenApiModelMessages_pb2 import ProtoOATrendbarPeriod
 from ctrader_twisted.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigTests(SynchronousTestCase):
-    """Options over environment over config file; one-line errors."""
-
-    def setUp(self) -> None:
-        self.home = Path(self.mktemp())
-        self.home.mkdir()
-        self.environ = {"HOME": str(self.home)}
-
-    def write(self, text: str, mode: int = 0o600) -> str:
-        path = self.home / "config.toml"
-        path.write_text(text)
-        path.chmod(mode)
-        return str(path)
-
-    def test_noHostMeansSimulator(self) -> None:
-        settings = loadSettings({}, self.environ)
-        self.assertTrue(settings.simulated)
-        self.assertIsNone(settings.credentials)
-        self.assertIsNone(settings.configPath)
-
-    def test_precedence(self) -> None:
-        path = self.write(
-            'host = "file-host"\nport = 6000\nclient_id = "file-id"\nclient_secret = "file-secret"\n'
-            'access_token = "file-token"\naccounts = [5, 6]\nwebsocket = true\n'
-        )
-        environ = dict(self.environ, CTRADER_CLIENT_ID="env-id", CTRADER_ACCESS_TOKEN="env-token", CTRADER_PORT="7000")
-        settings = loadSettings({"host": "demo", "accessToken": None}, environ, path)
-        self.assertEqual(settings.host, EndPoints.PROTOBUF_DEMO_HOST)
-        self.assertEqual(settings.port, 7000)
-        self.assertTrue(settings.websocket)
-        self.assertEqual(settings.accountIds, (5, 6))
-        assert settings.credentials is not None
-        self.assertEqual(settings.credentials.clientId, "env-id")
-        self.assertEqual(settings.credentials.clientSecret, "file-secret")
-        self.assertEqual(settings.credentials.accessToken, "env-token")
-        self.assertEqual(settings.configPath, path)
-
-    def test_defaultConfigFileAndSection(self) -> None:
-        directory = self.home / ".config" / "ctrader-twisted"
-        directory.mkdir(parents=True)
-        (directory / "config.toml").write_text('[ctrader]\nhost = "live"\nclient_id = "i"\nclient_secret = "s"\naccess_token = "t"\n')
-        settings = loadSettings({}, self.environ)
-        self.assertEqual(settings.host, EndPoints.PROTOBUF_LIVE_HOST)
-        self.assertEqual(settings.configPath, str(directory / "config.toml"))
-
-    def test_secretsNotInRepr(self) -> None:
-        settings = loadSettings(
-            {"host": "h", "clientId": "id", "clientSecret": "s3cret", "accessToken": "t0ken", "refreshToken": "r3fresh"},
-            self.environ,
-        )
-        for secret in ("s3cret", "t0ken", "r3fresh"):
-            self.assertNotIn(secret, repr(settings))
-
-    def assertConfigError(self, *fragments: str, **kwargs: Any) -> str:
-        with self.assertRaises(ConfigError) as raised:
-            loadSettings(kwargs.get("options", {}), kwargs.get("environ", self.environ), kwargs.get("path"))
-        message = str(raised.exception)
-        self.assertNotIn("\n", message)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
-        return message
-
-    def test_malformedToml(self) -> None:
-        path = self.write('client_secret = "hunter2\nhost = \n')
-        message = self.assertConfigError("malformed config file", path=path)
-        self.assertNotIn("hunter2", message)
-
-    def test_unknownKey(self) -> None:
-        self.assertConfigError("unknown key 'clientSecret'", path=self.write('clientSecret = "x"\n'))
-
-    def test_wrongTypes(self) -> None:
-        self.assertConfigError("'port' must be an integer", path=self.write('port = "5035"\n'))
-        self.assertConfigError("'websocket' must be true or false", path=self.write("websocket = 1\n"))
-        message = self.assertConfigError("'access_token' must be a non-empty string", path=self.write("access_token = 12\n"))
-        self.assertNotIn("12", message.replace("access_token", ""))
-        self.assertConfigError("account ids must be positive integers", path=self.write('accounts = ["x"]\n'))
-
-    def test_missingFile(self) -> None:
-        self.assertConfigError("does not exist", path=str(self.home / "nope.toml"))
-
-    def test_missingCredentials(self) -> None:
-        self.assertConfigError("no client secret", "CTRADER_CLIENT_SECRET",
-                               options={"host": "demo", "clientId": "x", "accessToken": "t"})
-
-    def test_badPortAndCaFile(self) -> None:
-        self.assertConfigError("port", options={"port": 70000})
-        self.assertConfigError("CA file", options={"caFile": str(self.home / "missing.pem")})
-
-    def test_worldReadableSecretsWarn(self) -> None:
-        path = self.write('client_secret = "s"\n', mode=0o644)
-        settings = loadSettings({}, self.environ, path)
-        self.assertEqual(len(settings.warnings), 1)
-        self.assertIn("chmod 600", settings.warnings[0])
-        self.assertEqual(loadSettings({}, self.environ, self.write('client_secret = "s"\n')).warnings, ())
-
-    def test_parseAccountIds(self) -> None:
-        self.assertEqual(parseAccountIds("1, 2,1", "x"), (1, 2))
-        self.assertEqual(parseAccountIds(3, "x"), (3,))
-        for bad in ("0", "a", True, [1.5j]):
-            self.assertRaises(ConfigError, parseAccountIds, bad, "x")
 
 
 class CommandTests(TestCase):
@@ -151,6 +50,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_stream(self) -> Any:
+        """Without a host, ``stream`` reads the in-process simulator and says so; every line is marked simulated."""
         code, out, err = yield self.call("stream", "EURUSD,XAUUSD", "--count", "6", "--sim-interval", "0.05")
         self.assertEqual(code, cli.EXIT_OK)
         records = [json.loads(line, parse_float=Decimal) for line in out.splitlines()]
@@ -160,6 +60,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_streamToFile(self) -> Any:
+        """``-o FILE`` appends the lines to FILE; stdout stays empty."""
         path = self.mktemp()
         code, out, _ = yield self.call("stream", "EURUSD", "--count", "2", "--sim-interval", "0.05", "-o", path)
         self.assertEqual((code, out), (0, ""))
@@ -167,6 +68,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_streamUnknownSymbol(self) -> Any:
+        """An unknown symbol: exit 1, one error line, no output."""
         code, out, err = yield self.call("stream", "EURUSD", "GBPJPY")
         self.assertEqual(code, cli.EXIT_FAILURE)
         self.assertEqual(out, "")
@@ -174,6 +76,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_usageErrors(self) -> Any:
+        """Bad option values: exit 2 and a one-line message, never a traceback."""
         for argv, fragment in (
             (["stream", "EURUSD", "--trendbars", "M7"], "unknown trend bar period"),
             (["stream", "EURUSD", "--count", "0"], "--count"),
@@ -188,6 +91,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_malformedConfig(self) -> Any:
+        """A malformed config file is a configuration error: exit 2, one line."""
         path = Path(self.mktemp())
         path.write_text("host = [\n")
         code, _, err = yield self.call("stream", "EURUSD", "--config", str(path))
@@ -196,6 +100,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_accounts(self) -> Any:
+        """``accounts`` lists the two accounts of the simulator's token as a table."""
         code, out, _ = yield self.call("accounts")
         self.assertEqual(code, 0)
         rows = [line.split() for line in out.splitlines()]
@@ -204,6 +109,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_symbols(self) -> Any:
+        """``symbols`` lists the symbols of the first account, sorted by name."""
         code, out, _ = yield self.call("symbols")
         self.assertEqual(code, 0)
         names = [line.split()[1] for line in out.splitlines()[1:]]
@@ -212,6 +118,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_symbol(self) -> Any:
+        """``symbol`` matches the name case-insensitively and shows volumes in units."""
         code, out, _ = yield self.call("symbol", "eurusd")
         self.assertEqual(code, 0)
         fields = dict((line.split(None, 1) + [""])[:2] for line in out.splitlines())
@@ -221,6 +128,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_bars(self) -> Any:
+        """``bars`` writes the bars of [from, to) as CSV, oldest first, prices with the symbol's digits."""
         code, out, err = yield self.call("bars", "XAUUSD", "--period", "M15", "--from", "2026-01-05T00:00:00Z",
                                          "--to", "2026-01-05T06:00:00+00:00")
         self.assertEqual(code, 0, err)
@@ -238,21 +146,22 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_barsAcrossSeveralWindows(self) -> Any:
+        """A range longer than the server allows per request is fetched in windows, without duplicates."""
         # M5 bars over 8 days: three windows of at most 3.5 days.
         requests = []
-        original = cli.Client.request
+        original = history.Client.request
 
         def counting(client: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
             if message == "ProtoOAGetTrendbarsReq":
                 requests.append((kwargs["fromTimestamp"], kwargs["toTimestamp"]))
             return original(client, message, *args, **kwargs)
 
-        self.patch(cli.Client, "request", counting)
+        self.patch(history.Client, "request", counting)
         code, out, err = yield self.call("bars", "EURUSD", "--period", "M5", "--from", "2025-12-01", "--to", "2025-12-09")
         self.assertEqual(code, 0, err)
         self.assertEqual(len(requests), 3)
         for start, end in requests:
-            self.assertLessEqual(end - start, cli.TRENDBAR_WINDOW_MS[5])
+            self.assertLessEqual(end - start, history.TRENDBAR_WINDOW_MS[ProtoOATrendbarPeriod.M5])
         times = [line.split(",")[0] for line in out.splitlines()[1:]]
         self.assertEqual(len(times), len(set(times)))
         self.assertEqual(times, sorted(times))
@@ -260,6 +169,7 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_remoteAgainstSimulatorWithEnvironmentCredentials(self) -> Any:
+        """With a host: credentials from the environment, never shown; TLS and credential failures are one line."""
         sim = Simulator(seed=5, clock=reactor, spotInterval=0.05)
         listening = sim.listen(reactor, tlsPort=0, wsPort=None)
         self.addCleanup(sim.stop)
@@ -285,12 +195,14 @@ class CommandTests(TestCase):
 
     @inlineCallbacks
     def test_simulatorHelp(self) -> Any:
+        """``simulator --help`` prints the simulator's own options."""
         code, out, _ = yield self.call("simulator", "--help")
         self.assertEqual(code, 0)
         self.assertIn("--tls-port", out)
 
     @inlineCallbacks
     def test_simulatorBadOption(self) -> Any:
+        """A bad simulator option exits 2 and names the option."""
         code, _, err = yield self.call("simulator", "--tls-port", "bogus")
         self.assertEqual(code, cli.EXIT_USAGE)
         self.assertIn("--tls-port", err)
@@ -301,6 +213,7 @@ class EntryPointTests(TestCase):
 
     @inlineCallbacks
     def test_streamCount(self) -> Any:
+        """``python -m ctrader_twisted.cli stream --count N`` writes N lines and exits 0."""
         home = self.mktemp()
         os.mkdir(home)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "PYTHONPATH": str(ROOT)}

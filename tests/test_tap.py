@@ -1,4 +1,4 @@
-"""Tests for the ``twistd ctrader`` plugin (ctrader_twisted.tap and
+"""Tests for the ``twistd ctrader`` plugin (ctrader_twisted.cli.tap and
 twisted/plugins/ctrader_twisted_plugin.py; run from the project root so the
 plugin directory is on sys.path)."""
 
@@ -19,8 +19,9 @@ from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from ctrader_twisted import tap
-from ctrader_twisted.streamer import StreamError, StreamService
+from ctrader_twisted.cli import tap
+from ctrader_twisted.cli.status import StreamError
+from ctrader_twisted.cli.stream import StreamService
 
 
 def plugin() -> Any:
@@ -34,12 +35,14 @@ class PluginTests(SynchronousTestCase):
     """Discovery and the IServiceMaker contract."""
 
     def test_found(self) -> None:
+        """twistd finds the ``ctrader`` plugin and its options are :class:`tap.Options`."""
         maker = plugin()
         self.assertTrue(verifyObject(IServiceMaker, maker))
         self.assertIs(maker.options, tap.Options)
         self.assertIn("JSON lines", maker.description)
 
     def test_noPackageInitUnderTwisted(self) -> None:
+        """``twisted/`` and ``twisted/plugins/`` have no ``__init__.py`` (it would shadow Twisted's own)."""
         root = Path(__file__).resolve().parent.parent / "twisted"
         self.assertFalse((root / "__init__.py").exists())
         self.assertFalse((root / "plugins" / "__init__.py").exists())
@@ -60,6 +63,7 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def test_defaults(self) -> None:
+        """Only ``--symbols``: the simulator, no count, 30 s to connect."""
         options = self.parse("--symbols", "EURUSD, XAUUSD")
         self.assertEqual(options["symbolList"], ["EURUSD", "XAUUSD"])
         self.assertEqual(options["periodList"], [])
@@ -68,6 +72,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["timeout"], 30.0)
 
     def test_everything(self) -> None:
+        """Every option reaches the settings and the service's parameters."""
         output = self.mktemp()
         options = self.parse(
             "--symbols", "EURUSD", "--host", "demo", "--port", "5035", "--websocket", "--account", "1,2",
@@ -83,6 +88,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(options["depth"])
 
     def test_environmentCredentials(self) -> None:
+        """Host, credentials and accounts from the environment, as in the console command."""
         environ = dict(self.environ, CTRADER_HOST="live", CTRADER_CLIENT_ID="i", CTRADER_CLIENT_SECRET="s",
                        CTRADER_ACCESS_TOKEN="t", CTRADER_ACCOUNT_ID="42")
         options = self.parse("--symbols", "EURUSD", environ=environ)
@@ -96,6 +102,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertNotIn("\n", str(raised.exception))
 
     def test_usageErrors(self) -> None:
+        """Bad values: a one-line ``UsageError`` naming the option."""
         self.assertUsageError("give the symbols")
         self.assertUsageError("give the symbols", "--symbols", " , ")
         self.assertUsageError("unknown trend bar period", "--symbols", "EURUSD", "--trendbars", "M7")
@@ -106,11 +113,13 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("cannot open", "--symbols", "EURUSD", "--output", "/nonexistent/dir/out.jsonl")
 
     def test_malformedConfig(self) -> None:
+        """A malformed config file is a one-line ``UsageError``."""
         path = self.mktemp()
         Path(path).write_text("[ctrader\n")
         self.assertUsageError("malformed config file", "--symbols", "EURUSD", "--config", path)
 
     def test_secretNotInUsageError(self) -> None:
+        """The error for incomplete credentials never shows the secret given."""
         with self.assertRaises(usage.UsageError) as raised:
             self.parse("--symbols", "EURUSD", "--host", "demo", "--client-secret", "hunter2", "--access-token", "tok")
         self.assertNotIn("hunter2", str(raised.exception))
@@ -125,17 +134,20 @@ class TwistdCommandLineTests(SynchronousTestCase):
         self.patch(tap.Options, "environ", {"HOME": str(home)})
 
     def test_logGoesToStderrUnderNodaemon(self) -> None:
+        """Under ``twistd -n`` without ``--logfile`` the log goes to stderr: stdout is JSON lines only."""
         config = ServerOptions()
         config.parseOptions(["-n", "ctrader", "--symbols", "EURUSD"])
         self.assertIs(config["logger"], tap.stderrLogObserver)
         self.assertEqual(config.subOptions["symbolList"], ["EURUSD"])
 
     def test_explicitLogfileIsKept(self) -> None:
+        """An explicit ``--logfile`` is left alone."""
         config = ServerOptions()
         config.parseOptions(["-n", "--logfile", "x.log", "ctrader", "--symbols", "EURUSD"])
         self.assertIsNone(config["logger"])
 
     def test_daemonNeedsOutput(self) -> None:
+        """A daemon has no stdout: ``--output`` is required."""
         config = ServerOptions()
         with self.assertRaises(usage.UsageError) as raised:
             config.parseOptions(["ctrader", "--symbols", "EURUSD"])
@@ -168,12 +180,14 @@ class StopWhenDoneTests(SynchronousTestCase):
     """Under twistd: stop the reactor when the stream ends; exit 1 on errors."""
 
     def test_success(self) -> None:
+        """A stream that ends normally stops the reactor, exit status untouched."""
         fake, service, status, codes = FakeReactor(), FakeService(), io.StringIO(), []
         tap.stopWhenDone(service, fake, status, codes.append)  # type: ignore[arg-type]
         service.done.callback(None)
         self.assertEqual((fake.stops, codes, status.getvalue()), (1, [], ""))
 
     def test_failure(self) -> None:
+        """A fatal error is one status line, then exit status 1 and the reactor stopped."""
         fake, service, status, codes = FakeReactor(), FakeService(), io.StringIO(), []
         tap.stopWhenDone(service, fake, status, codes.append)  # type: ignore[arg-type]
         service.done.errback(StreamError("unknown symbol 'X'"))
@@ -182,6 +196,7 @@ class StopWhenDoneTests(SynchronousTestCase):
         self.assertEqual(fake.stops, 1)
 
     def test_alreadyStopping(self) -> None:
+        """A reactor already stopping (Ctrl-C) is not an error."""
         fake, service, codes = FakeReactor(running=False), FakeService(), []
         tap.stopWhenDone(service, fake, io.StringIO(), codes.append)  # type: ignore[arg-type]
         service.done.callback(None)  # no ReactorNotRunning escapes
@@ -193,6 +208,7 @@ class MakeServiceTests(TestCase):
 
     @inlineCallbacks
     def test_streamsFromTheSimulator(self) -> Any:
+        """The service made for twistd streams from the in-process simulator."""
         home = Path(self.mktemp())
         home.mkdir()
         options = tap.Options()

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli -*-
+# -*- test-case-name: tests.test_config -*-
 """Connection settings and credentials for the command line and the twistd plugin.
 
 Every setting comes from the first of these that has it:
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .endpoints import EndPoints
+from ..endpoints import EndPoints
 
 __all__ = [
     "ConfigError",

@@ -32,7 +32,9 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from .config import ConfigError, Settings, loadSettings
-from .streamer import SIMULATOR_SPOT_INTERVAL, StreamService, parsePeriod
+from .options import UsageError, openOutput, periodNames, portNumber, positiveNumber, splitNames
+from .status import EXIT_FAILURE, say
+from .stream import StreamService
 
 __all__ = ["Options", "makeService", "stopWhenDone", "stderrLogObserver"]
 
@@ -40,18 +42,6 @@ __all__ = ["Options", "makeService", "stopWhenDone", "stderrLogObserver"]
 def stderrLogObserver() -> ILogObserver:
     """twistd ``--logger`` factory: log to stderr (keeps stdout for JSON lines)."""
     return textFileLogObserver(sys.__stderr__ or sys.stderr)
-
-
-def _positive(kind: type, name: str, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        number = kind(value)
-    except ValueError:
-        raise usage.UsageError(f"--{name} must be a positive number") from None
-    if number <= 0:
-        raise usage.UsageError(f"--{name} must be a positive number")
-    return number
 
 
 class Options(usage.Options):
@@ -94,40 +84,11 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         """Check everything now: twistd prints a ``UsageError`` as one line,
         while an error raised later in ``makeService`` shows a traceback."""
-        symbols = [s.strip() for s in (self["symbols"] or "").split(",") if s.strip()]
-        if not symbols:
-            raise usage.UsageError("give the symbols to stream: --symbols EURUSD[,XAUUSD...]")
-        self["symbolList"] = symbols
-        periods = [p.strip() for p in (self["trendbars"] or "").split(",") if p.strip()]
-        for period in periods:
-            try:
-                parsePeriod(period)
-            except ValueError as error:
-                raise usage.UsageError(f"--trendbars: {error}") from None
-        self["periodList"] = periods
-        self["count"] = _positive(int, "count", self["count"])
-        self["duration"] = _positive(float, "duration", self["duration"])
-        self["timeout"] = _positive(float, "timeout", self["timeout"])
-        port = self["port"]
-        if port is not None:
-            try:
-                port = int(port)
-            except ValueError:
-                raise usage.UsageError("--port must be an integer from 1 to 65535") from None
-        options = {
-            "host": self["host"],
-            "port": port,
-            "websocket": True if self["websocket"] else None,
-            "caFile": self["ca-file"],
-            "accounts": self["account"],
-            "clientId": self["client-id"],
-            "clientSecret": self["client-secret"],
-            "accessToken": self["access-token"],
-            "refreshToken": self["refresh-token"],
-        }
         try:
-            self.settings: Settings = loadSettings(options, self.environ, self["config"])
-        except ConfigError as error:
+            self._check()
+            if self["output"] is not None:
+                self["outputFile"] = openOutput(self["output"], "a")
+        except (UsageError, ConfigError) as error:
             raise usage.UsageError(str(error)) from None
         parent = self.parent
         if self["output"] is None and parent is not None:
@@ -139,11 +100,29 @@ class Options(usage.Options):
                 # twistd -n logs to stdout by default: send its log to stderr
                 # so that stdout carries nothing but JSON lines.
                 parent["logger"] = f"{__name__}.stderrLogObserver"
-        if self["output"] is not None:
-            try:
-                self["outputFile"] = open(self["output"], "a", encoding="utf-8", buffering=1)
-            except OSError as error:
-                raise usage.UsageError(f"cannot open {self['output']}: {error.strerror or error}") from None
+
+    def _check(self) -> None:
+        """The option values, checked as the console command checks them."""
+        symbols = splitNames([self["symbols"] or ""])
+        if not symbols:
+            raise UsageError("give the symbols to stream: --symbols EURUSD[,XAUUSD...]")
+        self["symbolList"] = symbols
+        self["periodList"] = periodNames("trendbars", [self["trendbars"] or ""])
+        self["count"] = positiveNumber(int, "count", self["count"])
+        self["duration"] = positiveNumber(float, "duration", self["duration"])
+        self["timeout"] = positiveNumber(float, "timeout", self["timeout"])
+        options = {
+            "host": self["host"],
+            "port": portNumber(self["port"]),
+            "websocket": True if self["websocket"] else None,
+            "caFile": self["ca-file"],
+            "accounts": self["account"],
+            "clientId": self["client-id"],
+            "clientSecret": self["client-secret"],
+            "accessToken": self["access-token"],
+            "refreshToken": self["refresh-token"],
+        }
+        self.settings: Settings = loadSettings(options, self.environ, self["config"])
 
 
 def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> IService:
@@ -177,7 +156,6 @@ def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = N
         count=options["count"],
         duration=options["duration"],
         connectTimeout=options["timeout"],
-        spotInterval=SIMULATOR_SPOT_INTERVAL,
     )
     if underTwistd:
         stopWhenDone(service, reactor, status, _exitStatusAtExit)
@@ -186,16 +164,13 @@ def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = N
 
 def stopWhenDone(service: StreamService, reactor: Any, status: TextIO, setExitStatus: Callable[[int], None]) -> None:
     """When *service* is done, stop *reactor*; after a fatal error, print it
-    as one line on *status* and call ``setExitStatus(1)``."""
+    as one line on *status* and call ``setExitStatus(1)``
+    (:data:`~ctrader_twisted.cli.status.EXIT_FAILURE`)."""
 
     def ended(result: Any) -> None:
         if isinstance(result, Failure):
-            try:
-                status.write(f"ctrader-twisted: error: {result.getErrorMessage()}\n")
-                status.flush()
-            except (OSError, ValueError):
-                pass
-            setExitStatus(1)
+            say(status, f"error: {result.getErrorMessage()}")
+            setExitStatus(EXIT_FAILURE)
         try:
             reactor.stop()
         except ReactorNotRunning:  # already stopping (Ctrl-C, SIGTERM)

@@ -1,0 +1,267 @@
+# -*- test-case-name: tests.test_cli -*-
+"""The ``ctrader-twisted`` console command.
+
+Subcommands::
+
+    ctrader-twisted stream EURUSD XAUUSD [--trendbars M1] [--depth] [--count N]
+    ctrader-twisted accounts
+    ctrader-twisted symbols
+    ctrader-twisted symbol EURUSD
+    ctrader-twisted bars EURUSD --period M15 --from 2026-01-05 --to 2026-01-06
+    ctrader-twisted simulator
+
+With no ``--host`` (option, ``CTRADER_HOST`` or config file) every command
+runs against the bundled simulator, in-process, and says so on stderr.
+See ``docs/cli.rst``.
+
+Exit status: 0 success, 1 a runtime failure (unreachable host, refused
+credentials, certificate failure, unknown symbol, server error), 2 bad usage
+or configuration.
+
+:func:`main` is the console entry point (it runs the reactor with
+``twisted.internet.task.react``); :func:`run` does the same work on a running
+reactor and returns a Deferred exit status (tests, embedding).
+
+This module holds the argument parser and the dispatch; the rest of the
+package:
+
+* :mod:`~ctrader_twisted.cli.config`: settings and credentials from options,
+  environment and config file;
+* :mod:`~ctrader_twisted.cli.options`: checks of option values, shared with
+  the twistd plugin;
+* :mod:`~ctrader_twisted.cli.connect`: the simulator or a remote host, one
+  connection path for every command;
+* :mod:`~ctrader_twisted.cli.stream`: the ``stream`` command and its service;
+* :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``,
+  ``simulator``;
+* :mod:`~ctrader_twisted.cli.history`: ``bars``;
+* :mod:`~ctrader_twisted.cli.jsonlines`: JSON lines, prices and times;
+* :mod:`~ctrader_twisted.cli.status`: status lines, error descriptions, exit
+  statuses;
+* :mod:`~ctrader_twisted.cli.tap`: the ``twistd ctrader`` plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Awaitable, Callable, NoReturn, Sequence, TextIO
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from .._version import __version__
+from ..errors import CTraderError
+from . import commands, history
+from .config import ConfigError, Settings, loadSettings
+from .connect import SIMULATOR_SPOT_INTERVAL, Connection
+from .options import UsageError, portNumber, positiveNumber
+from .status import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, StreamError, describeError, say
+from .stream import streamCommand
+
+__all__ = ["main", "run", "buildParser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+
+_log = Logger()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises instead of exiting when embedded (:func:`run`)."""
+
+    embedded = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.embedded:
+            raise UsageError(f"{self.prog}: {message}")
+        super().error(message)
+
+
+def _connectionOptions() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("connection (default: the bundled simulator, in-process)")
+    group.add_argument("--host", help="server host, or 'demo' / 'live' (env CTRADER_HOST); no host: the simulator")
+    group.add_argument("--port", type=int, help="server port (default 5035; env CTRADER_PORT)")
+    group.add_argument("--websocket", action="store_true", default=None, help="use wss:// instead of TLS TCP")
+    group.add_argument("--ca-file", dest="caFile", metavar="PEM", help="trust these CA certificates instead of the system's")
+    group.add_argument("--config", metavar="PATH", help="TOML config file (default ~/.config/ctrader-twisted/config.toml)")
+    group.add_argument("--account", dest="accounts", metavar="ID[,ID...]",
+                       help="account id(s) (env CTRADER_ACCOUNT_ID; default: every account of the token)")
+    group.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds allowed to connect (30)")
+    secrets = common.add_argument_group(
+        "credentials (prefer the environment or the config file: options show in `ps` and shell history)"
+    )
+    secrets.add_argument("--client-id", dest="clientId", metavar="ID", help="env CTRADER_CLIENT_ID")
+    secrets.add_argument("--client-secret", dest="clientSecret", metavar="SECRET", help="env CTRADER_CLIENT_SECRET")
+    secrets.add_argument("--access-token", dest="accessToken", metavar="TOKEN", help="env CTRADER_ACCESS_TOKEN")
+    secrets.add_argument("--refresh-token", dest="refreshToken", metavar="TOKEN", help="env CTRADER_REFRESH_TOKEN")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="log steps to stderr (-vv: debug)")
+    return common
+
+
+def buildParser() -> argparse.ArgumentParser:
+    """The ``ctrader-twisted`` argument parser."""
+    parser = _Parser(
+        prog=PROG,
+        description="Stream cTrader Open API market data and account events as JSON lines, "
+        "and small one-shot commands. Without --host everything runs against the bundled simulator.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common: Any = _connectionOptions()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    stream = sub.add_parser("stream", parents=[common], help="stream spots (and bars, depth, executions) as JSON lines",
+                            description="Stream every event as one JSON object per line (see docs/cli.rst).")
+    stream.add_argument("symbols", nargs="+", metavar="SYMBOL", help="symbol names, e.g. EURUSD (commas allowed)")
+    stream.add_argument("--trendbars", metavar="PERIOD[,PERIOD...]", help="also live trend bars, e.g. M1 or M1,H1")
+    stream.add_argument("--depth", action="store_true", help="also depth-of-market quotes")
+    stream.add_argument("--output", "-o", metavar="FILE", help="append the JSON lines to FILE (default stdout)")
+    stream.add_argument("--count", type=int, metavar="N", help="stop after N lines")
+    stream.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    stream.add_argument("--sim-interval", dest="simInterval", type=float, default=SIMULATOR_SPOT_INTERVAL, metavar="S",
+                        help=f"simulator only: seconds between price ticks ({SIMULATOR_SPOT_INTERVAL})")
+
+    sub.add_parser("accounts", parents=[common], help="list the accounts of the access token")
+    sub.add_parser("symbols", parents=[common], help="list the symbols of an account")
+    symbol = sub.add_parser("symbol", parents=[common], help="show one symbol's specification")
+    symbol.add_argument("name", metavar="NAME")
+
+    bars = sub.add_parser("bars", parents=[common], help="historical trend bars as CSV",
+                          description="Fetch trend bars of [--from, --to) as CSV (time,open,high,low,close,volume); "
+                          "long ranges are split into the windows the server allows.")
+    bars.add_argument("name", metavar="NAME")
+    bars.add_argument("--period", default="H1", help="M1, M5, M15, H1, H4, D1, W1, MN1... (default H1)")
+    bars.add_argument("--from", dest="start", metavar="ISO", help="start, ISO 8601 (UTC when no offset; default: 100 bars back)")
+    bars.add_argument("--to", dest="end", metavar="ISO", help="end, ISO 8601 (default now)")
+    bars.add_argument("--output", "-o", metavar="FILE", help="write the CSV to FILE (default stdout)")
+
+    # Everything after "simulator" goes to the simulator's own options
+    # (python -m ctrader_twisted.simulator); this entry is for --help.
+    sub.add_parser("simulator", add_help=False, help="run the bundled simulator as a local server "
+                   "(options: ctrader-twisted simulator --help)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, environ: Any) -> Settings:
+    options = {name: getattr(args, name, None) for name in (
+        "host", "websocket", "caFile", "clientId", "clientSecret", "accessToken", "refreshToken", "accounts")}
+    options["port"] = portNumber(args.port)
+    return loadSettings(options, environ, args.config)
+
+
+_Handler = Callable[[Connection, argparse.Namespace, TextIO, TextIO], Awaitable[int]]
+
+#: The one-shot commands: they connect, answer and disconnect.
+_ONE_SHOT: dict[str, _Handler] = {
+    "accounts": commands.accounts,
+    "symbols": commands.symbols,
+    "symbol": commands.symbol,
+    "bars": history.bars,
+}
+
+
+async def _execute(reactor: Any, args: argparse.Namespace, stdout: TextIO, stderr: TextIO, environ: Any) -> int:
+    """Run a parsed command line; every error is one line on *stderr*."""
+    try:
+        settings = _settings(args, environ)
+        for warning in settings.warnings:
+            say(stderr, f"warning: {warning}")
+        timeout = positiveNumber(float, "timeout", args.timeout)
+        if args.command == "stream":
+            return await streamCommand(reactor, args, settings, stdout, stderr)
+        return await _oneShot(Connection(reactor, settings, timeout=timeout), args, stdout, stderr)
+    except (UsageError, ConfigError) as error:
+        say(stderr, f"error: {error}")
+        return EXIT_USAGE
+
+
+async def _oneShot(connection: Connection, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    try:
+        return await _ONE_SHOT[args.command](connection, args, stdout, stderr)
+    except (UsageError, ConfigError):
+        raise
+    except Exception as error:
+        if not isinstance(error, (StreamError, CTraderError, ConnectionError)):
+            # Twisted connection errors, TLS errors: one line, no traceback.
+            _log.debug("Command failed: {error!r}", error=error)
+        say(stderr, f"error: {describeError(error, connection.host, connection.port)}")
+        return EXIT_FAILURE
+    finally:
+        await connection.close()
+
+
+def run(
+    reactor: Any,
+    argv: Sequence[str],
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Any = None,
+) -> Deferred[int]:
+    """Run a ``ctrader-twisted`` command line on a running reactor.
+
+    :returns: a Deferred firing with the exit status; every error is reported
+        on *stderr* as one line.
+    """
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    environ = os.environ if environ is None else environ
+    parser = buildParser()
+    _embed(parser)
+
+    async def go() -> int:
+        if list(argv[:1]) == ["simulator"]:
+            return await commands.simulator(reactor, argv[1:], stdout, stderr)
+        try:
+            args = parser.parse_args(list(argv))
+        except UsageError as error:
+            stderr.write(f"{error}\n")
+            return EXIT_USAGE
+        except SystemExit as exit:  # --help, --version
+            return int(exit.code or 0)
+        return await _execute(reactor, args, stdout, stderr, environ)
+
+    return ensureDeferred(go())
+
+
+def _embed(parser: argparse.ArgumentParser) -> None:
+    """Make *parser* and its subparsers raise instead of exiting."""
+    if isinstance(parser, _Parser):
+        parser.embedded = True
+    for action in parser._actions:  # noqa: SLF001 (argparse keeps subparsers there)
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _embed(child)
+
+
+def _beginLogging(verbosity: int, stream: TextIO) -> None:
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    level = {0: LogLevel.critical, 1: LogLevel.info}.get(verbosity, LogLevel.debug)
+    observer = FilteringLogObserver(textFileLogObserver(stream), [LogLevelFilterPredicate(defaultLogLevel=level)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console entry point: parse *argv* (``sys.argv[1:]``), run, exit with the status."""
+    from twisted.internet.task import react
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["simulator"]:
+        from ..simulator.__main__ import main as simulatorMain
+
+        simulatorMain(argv[1:])
+        raise SystemExit(EXIT_OK)
+    parser = buildParser()
+    args = parser.parse_args(argv)  # exits with status 2 and a one-line message on bad usage
+    _beginLogging(args.verbose, sys.stderr)
+
+    async def go(reactor: Any) -> None:
+        raise SystemExit(await _execute(reactor, args, sys.stdout, sys.stderr, os.environ))
+
+    react(go)
+

@@ -1,0 +1,280 @@
+# -*- test-case-name: tests.test_stream,tests.test_cli -*-
+"""Where the data comes from: the bundled simulator, or a remote host.
+
+:class:`Connection` is the one path every command takes: with no host it
+starts the bundled simulator in-process on free loopback ports (and uses
+its credentials and CA), otherwise it targets the configured host; then it
+builds a managed-session :class:`~ctrader_twisted.client.Client`, waits for
+its first session (failing fast when retrying cannot help), authorizes the
+accounts and resolves symbol names. The one-shot commands
+(:mod:`~ctrader_twisted.cli.commands`, :mod:`~ctrader_twisted.cli.history`)
+and the stream service (:mod:`~ctrader_twisted.cli.stream`) differ only in
+what they do with the client, and in what they tell the user.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+
+from ..client import Client
+from ..tcp import TcpProtocol
+from .config import Credentials, Settings
+from .jsonlines import SymbolInfo
+from .status import StreamError
+
+if TYPE_CHECKING:
+    from ..simulator import Simulator
+    from ..simulator.server import Listening
+
+__all__ = ["Connection", "connectClient", "SIMULATOR_SPOT_INTERVAL"]
+
+#: Seconds between market ticks of the in-process simulator (a lively demo).
+SIMULATOR_SPOT_INTERVAL = 0.25
+
+
+class Connection:
+    """A client of the bundled simulator (no host) or of a remote host.
+
+    Nothing happens until :meth:`start`; :meth:`close` undoes everything.
+
+    :param reactor: the reactor (connecting, timers; the simulator's clock).
+    :param settings: where to connect and as whom.
+    :param timeout: seconds allowed for the first session (``None``: no limit).
+    :param spotInterval: market tick of the in-process simulator, seconds.
+    :param clientOptions: extra :class:`Client` keyword arguments (tests:
+        ``retryPolicy``, ``endpoint``, ``clock``).
+
+    :ivar host: the server's host (the simulator's once started).
+    :ivar port: the server's port (the simulator's once started).
+    :ivar client: the client, once started.
+    :ivar simulator: the in-process simulator while it runs, else ``None``.
+    :ivar listening: where the in-process simulator listens.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        settings: Settings,
+        *,
+        timeout: float | None = 30.0,
+        spotInterval: float = SIMULATOR_SPOT_INTERVAL,
+        clientOptions: dict[str, Any] | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.timeout = timeout
+        self.spotInterval = spotInterval
+        self.clientOptions = dict(clientOptions or {})
+        self.host = settings.host or "localhost"
+        self.port = settings.port
+        self.credentials: Credentials | None = settings.credentials
+        self.client: Client | None = None
+        self.simulator: Simulator | None = None
+        self.listening: Listening | None = None
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the server is the bundled simulator."""
+        return self.settings.simulated
+
+    @property
+    def where(self) -> str:
+        """``host:port`` of the server."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def transport(self) -> str:
+        """The transport's name, for the user."""
+        return "WebSocket (wss)" if self.settings.websocket else "TLS TCP"
+
+    @property
+    def accessToken(self) -> str:
+        """The access token of the trading accounts (the simulator's when simulated)."""
+        if self.credentials is None:
+            raise RuntimeError("the connection has not started")
+        return self.credentials.accessToken
+
+    def start(self) -> Client:
+        """Start the simulator when simulated, and build the client (not started).
+
+        The caller may set the client's callbacks before :meth:`connect`.
+        """
+        settings = self.settings
+        trustRoot: Any = settings.caFile
+        if settings.simulated:
+            from ..simulator import Simulator  # imported only when used
+
+            websocket = settings.websocket
+            simulator = self.simulator = Simulator(seed=0, clock=self.reactor, spotInterval=self.spotInterval)
+            listening = self.listening = simulator.listen(
+                self.reactor, tlsPort=None if websocket else 0, wsPort=0 if websocket else None
+            )
+            self.host = listening.host
+            port = listening.wsPort if websocket else listening.tlsPort
+            assert port is not None
+            self.port = port
+            trustRoot = listening.caPEM
+            self.credentials = Credentials(simulator.clientId, simulator.clientSecret, simulator.accessToken)
+        assert self.credentials is not None
+        if settings.websocket:
+            from ..websocket import WebSocketProtocol
+
+            protocol: type = WebSocketProtocol
+        else:
+            protocol = TcpProtocol
+        self.client = Client(
+            self.host,
+            self.port,
+            protocol,
+            reactor=self.reactor,
+            trustRoot=trustRoot,
+            clientId=self.credentials.clientId,
+            clientSecret=self.credentials.clientSecret,
+            **self.clientOptions,
+        )
+        return self.client
+
+    async def connect(self) -> Client:
+        """Start (unless started) and wait for the client's first session.
+
+        :raises: the error that stopped it (give it to
+            :func:`~ctrader_twisted.cli.status.describeError`).
+        """
+        client = self.client if self.client is not None else self.start()
+        return await connectClient(client, self.reactor, self.timeout)
+
+    async def listAccounts(self) -> list[Any]:
+        """The ``ProtoOACtidTraderAccount`` entries the access token grants."""
+        res = await self._client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=self.accessToken)
+        return list(res.ctidTraderAccount)
+
+    async def authorizeAccounts(self, accountIds: Sequence[int]) -> list[int]:
+        """Authorize *accountIds* (every account of the token when empty), in order.
+
+        :raises StreamError: the token grants no account.
+        """
+        ids = list(accountIds)
+        if not ids:
+            ids = [int(a.ctidTraderAccountId) for a in await self.listAccounts()]
+            if not ids:
+                raise StreamError("the access token grants no trading account")
+        for accountId in ids:
+            await self._client.authorizeAccount(accountId, self.accessToken)
+        return ids
+
+    async def firstAccount(self) -> int:
+        """Authorize the first account of the settings (else of the token) alone."""
+        ids = await self.authorizeAccounts(self.settings.accountIds[:1])
+        return ids[0]
+
+    async def resolveSymbols(
+        self, accountId: int, names: Iterable[str]
+    ) -> tuple[list[SymbolInfo], dict[int, SymbolInfo]]:
+        """Resolve symbol names (exact, else case-insensitive) on *accountId*.
+
+        :returns: the requested symbols with their digits, and every symbol of
+            the account by id (names only).
+        :raises StreamError: an unknown name.
+        """
+        client = self._client
+        listing = await client.request("ProtoOASymbolsListReq", ctidTraderAccountId=accountId)
+        byId = {int(s.symbolId): SymbolInfo(int(s.symbolId), s.symbolName) for s in listing.symbol}
+        byName = {info.name: info for info in byId.values()}
+        folded = {info.name.casefold(): info for info in byId.values()}
+        wanted: list[SymbolInfo] = []
+        for name in names:
+            info = byName.get(name) or folded.get(name.casefold())
+            if info is None:
+                raise StreamError(
+                    f"unknown symbol {name!r} on account {accountId} "
+                    f"({len(byId)} symbols; `ctrader-twisted symbols` lists them)"
+                )
+            if info not in wanted:
+                wanted.append(info)
+        if not wanted:
+            return [], byId
+        full = await client.request(
+            "ProtoOASymbolByIdReq", ctidTraderAccountId=accountId, symbolId=[s.symbolId for s in wanted]
+        )
+        digits = {int(s.symbolId): int(s.digits) for s in full.symbol}
+        resolved = [SymbolInfo(s.symbolId, s.name, digits.get(s.symbolId)) for s in wanted]
+        for info in resolved:
+            byId[info.symbolId] = info
+        return resolved, byId
+
+    async def close(self) -> None:
+        """Stop the client (unless already stopped) and then the simulator."""
+        if self.client is not None and self.client.running:
+            await self.client.stopService()
+        simulator, self.simulator = self.simulator, None
+        if simulator is not None:
+            await simulator.stop()
+
+    @property
+    def _client(self) -> Client:
+        if self.client is None:
+            raise RuntimeError("the connection has not started")
+        return self.client
+
+
+def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) -> Deferred[Client]:
+    """Start *client* and wait for its first ready session, failing fast.
+
+    Fails (and stops the client) at the first sign that retrying cannot help
+    the user: a refused or unresolvable connection, a TLS failure, refused
+    application credentials, or *timeout* seconds without a session.
+
+    :returns: a Deferred firing with *client*, or failing with the error
+        (pass it to :func:`~ctrader_twisted.cli.status.describeError`).
+    """
+    result: Deferred[Client] = Deferred()
+    calls: list[IDelayedCall] = []
+
+    done: list[Any] = []
+
+    def finish(outcome: Any) -> None:
+        if done:
+            return
+        done.append(outcome)
+        for call in calls:
+            if call.active():
+                call.cancel()
+        if isinstance(outcome, Failure):
+            # Not from inside the ClientService state machine (which may be
+            # what is calling us): stop the client on the next turn.
+            def stop() -> None:
+                stopping = client.stopService() if client.running else succeed(None)
+                stopping.addBoth(lambda _: result.errback(outcome))
+
+            reactor.callLater(0, stop)
+        else:
+            result.callback(outcome)
+
+    def attemptFailed(reason: Failure) -> None:
+        if not client.isReady:
+            finish(reason)
+
+    client.factory.addAttemptFailureObserver(attemptFailed)
+    if not client.running:
+        client.startService()
+    connected = client.whenConnected(failAfterFailures=1)
+    connected.addErrback(lambda f: None if f.check(CancelledError) else finish(f))
+    ready = client.whenReady()
+    ready.addCallbacks(finish, finish)
+    if timeout is not None:
+        calls.append(
+            reactor.callLater(timeout, lambda: finish(Failure(ConnectTimeoutError(f"no session within {timeout:g} s"))))
+        )
+
+    def cleanup(outcome: Any) -> Any:
+        client.factory.removeAttemptFailureObserver(attemptFailed)
+        if not connected.called:
+            connected.cancel()
+        return outcome
+
+    return result.addBoth(cleanup)

@@ -1,0 +1,282 @@
+# -*- test-case-name: tests.test_jsonlines -*-
+"""Events as JSON lines: exact decimal prices, ISO times, compact JSON.
+
+:class:`EventFormatter` turns decoded Open API events into JSON-ready dicts
+and :func:`dumpJson` writes one as a line. One line per event, for example::
+
+    {"event":"spot","time":"2026-01-05T10:15:02.250Z","account":2000001,"symbol":"EURUSD","symbolId":1,"bid":1.08123,"ask":1.08125,"simulated":true}
+
+Prices are JSON numbers written exactly with the symbol's digits (from the
+wire's integers in 1/100000 of a unit, through :class:`decimal.Decimal`);
+volumes are in units (the wire's cents / 100); times are ISO 8601 UTC with
+milliseconds. The ``bars`` command's CSV uses the same prices and times.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from ..messages.OpenApiModelMessages_pb2 import (
+    ProtoOAExecutionType,
+    ProtoOAOrderStatus,
+    ProtoOAOrderType,
+    ProtoOAPositionStatus,
+    ProtoOATradeSide,
+    ProtoOATrendbarPeriod,
+)
+
+__all__ = ["EventFormatter", "SymbolInfo", "dumpJson", "decimalPrice", "isoTime", "enumName", "WIRE_PRICE_DIGITS"]
+
+#: Wire prices are integers in 1/100000 of a unit.
+WIRE_PRICE_DIGITS = 5
+
+
+def decimalPrice(value: int, digits: int) -> Decimal:
+    """A wire price (integer, 1/100000 of a unit) as a Decimal with *digits* places."""
+    return Decimal(value).scaleb(-WIRE_PRICE_DIGITS).quantize(Decimal(1).scaleb(-digits))
+
+
+def _doublePrice(value: float, digits: int | None) -> Decimal:
+    """A price sent as a double (execution events), rounded to *digits* when known."""
+    number = Decimal(repr(float(value)))
+    if digits is None:
+        return number.normalize() if number == number.to_integral_value() else number
+    return number.quantize(Decimal(1).scaleb(-digits))
+
+
+def _units(cents: int) -> Decimal:
+    """A wire volume (cents) in units."""
+    return Decimal(cents).scaleb(-2).normalize() if cents % 100 == 0 else Decimal(cents).scaleb(-2)
+
+
+def _money(value: int, moneyDigits: int | None) -> Decimal:
+    """A wire amount of money in 1/10^moneyDigits (cents when not given)."""
+    return Decimal(value).scaleb(-(moneyDigits if moneyDigits is not None else 2))
+
+
+def isoTime(milliseconds: int) -> str:
+    """ISO 8601 UTC with milliseconds, e.g. ``2026-01-05T10:15:02.250Z``."""
+    seconds, ms = divmod(int(milliseconds), 1000)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def dumpJson(value: Any) -> str:
+    """Compact JSON in which :class:`~decimal.Decimal` values are exact numbers.
+
+    ``json`` cannot write a Decimal as a number without going through float;
+    this writes ``str``-formatted Decimals as they are (``1.10000`` stays
+    ``1.10000``).
+    """
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot write {value} as JSON")
+        return format(value, "f")
+    if isinstance(value, dict):
+        return "{" + ",".join(json.dumps(str(k)) + ":" + dumpJson(v) for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dumpJson(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def enumName(enum: EnumTypeWrapper, number: int) -> str:
+    """The name of *number* in a generated enum (``ProtoOATradeSide``...), or
+    the number itself when the enum has no such value (a newer server)."""
+    try:
+        return str(enum.Name(number))
+    except ValueError:
+        return str(number)
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """What the formatter needs to know of a symbol."""
+
+    symbolId: int
+    name: str
+    digits: int | None = None
+
+    @property
+    def priceDigits(self) -> int:
+        """Digits to write prices with: the symbol's, else all the wire has."""
+        return self.digits if self.digits is not None else WIRE_PRICE_DIGITS
+
+
+class EventFormatter:
+    """Turns decoded Open API events into JSON-ready dicts.
+
+    Spot events carry only the side(s) that changed; the formatter carries
+    the other side over from the previous event of the same symbol, so every
+    ``spot`` line has both ``bid`` and ``ask``.
+
+    :param symbols: account id to symbol id to :class:`SymbolInfo`.
+    :param simulated: value of the ``simulated`` field of every line.
+    :param now: current time in milliseconds (events without a server
+        timestamp get the time they were received).
+    """
+
+    def __init__(
+        self,
+        symbols: dict[int, dict[int, SymbolInfo]],
+        simulated: bool,
+        now: Callable[[], int],
+    ) -> None:
+        self.symbols = symbols
+        self.simulated = simulated
+        self.now = now
+        self._quotes: dict[tuple[int, int], tuple[int | None, int | None]] = {}
+
+    def _symbol(self, accountId: int, symbolId: int) -> SymbolInfo:
+        info = self.symbols.get(accountId, {}).get(symbolId)
+        return info if info is not None else SymbolInfo(symbolId, str(symbolId))
+
+    def _price(self, value: int, info: SymbolInfo) -> Decimal:
+        return decimalPrice(value, info.priceDigits)
+
+    def spot(self, event: Any) -> list[dict[str, Any]]:
+        """``ProtoOASpotEvent``: a ``spot`` line, then a ``trendbar`` line per live bar."""
+        accountId, symbolId = int(event.ctidTraderAccountId), int(event.symbolId)
+        info = self._symbol(accountId, symbolId)
+        ms = int(event.timestamp) if event.HasField("timestamp") else self.now()
+        previous = self._quotes.get((accountId, symbolId), (None, None))
+        bid = int(event.bid) if event.HasField("bid") else previous[0]
+        ask = int(event.ask) if event.HasField("ask") else previous[1]
+        self._quotes[(accountId, symbolId)] = (bid, ask)
+        line: dict[str, Any] = {
+            "event": "spot",
+            "time": isoTime(ms),
+            "account": accountId,
+            "symbol": info.name,
+            "symbolId": symbolId,
+            "bid": None if bid is None else self._price(bid, info),
+            "ask": None if ask is None else self._price(ask, info),
+        }
+        if event.HasField("sessionClose"):
+            line["sessionClose"] = self._price(int(event.sessionClose), info)
+        line["simulated"] = self.simulated
+        lines = [line]
+        for bar in event.trendbar:
+            lines.append(self.trendbar(accountId, info, bar, ms, bid))
+        return lines
+
+    def trendbar(self, accountId: int, info: SymbolInfo, bar: Any, ms: int, bid: int | None = None) -> dict[str, Any]:
+        """One live ``ProtoOATrendbar`` (low plus deltas) as a ``trendbar`` line.
+
+        Live bars carried by spot events have no ``deltaClose``: their close
+        is the current bid (*bid*).
+        """
+        low = int(bar.low)
+        if bar.HasField("deltaClose"):
+            close: Decimal | None = self._price(low + int(bar.deltaClose), info)
+        else:
+            close = None if bid is None else self._price(bid, info)
+        return {
+            "event": "trendbar",
+            "time": isoTime(ms),
+            "account": accountId,
+            "symbol": info.name,
+            "symbolId": info.symbolId,
+            "period": enumName(ProtoOATrendbarPeriod, bar.period),
+            "barTime": isoTime(int(bar.utcTimestampInMinutes) * 60_000),
+            "open": self._price(low + int(bar.deltaOpen), info),
+            "high": self._price(low + int(bar.deltaHigh), info),
+            "low": self._price(low, info),
+            "close": close,
+            "volume": int(bar.volume),
+            "simulated": self.simulated,
+        }
+
+    def depth(self, event: Any) -> dict[str, Any]:
+        """``ProtoOADepthEvent``: new quotes (id, side, price, size in units) and deleted ids."""
+        accountId, symbolId = int(event.ctidTraderAccountId), int(event.symbolId)
+        info = self._symbol(accountId, symbolId)
+        quotes = []
+        for quote in event.newQuotes:
+            side, price = ("bid", quote.bid) if quote.HasField("bid") else ("ask", quote.ask)
+            quotes.append(
+                {"id": int(quote.id), "side": side, "price": self._price(int(price), info), "size": _units(int(quote.size))}
+            )
+        return {
+            "event": "depth",
+            "time": isoTime(self.now()),
+            "account": accountId,
+            "symbol": info.name,
+            "symbolId": symbolId,
+            "quotes": quotes,
+            "deleted": [int(i) for i in event.deletedQuotes],
+            "simulated": self.simulated,
+        }
+
+    def execution(self, event: Any) -> dict[str, Any]:
+        """``ProtoOAExecutionEvent``: order, position and deal ids, side, volume, prices."""
+        accountId = int(event.ctidTraderAccountId)
+        line: dict[str, Any] = {"event": "execution", "time": None, "account": accountId,
+                                "type": enumName(ProtoOAExecutionType, event.executionType)}
+        ms: int | None = None
+        order = event.order if event.HasField("order") else None
+        position = event.position if event.HasField("position") else None
+        deal = event.deal if event.HasField("deal") else None
+        trade = order.tradeData if order is not None else position.tradeData if position is not None else None
+        symbolId = int(deal.symbolId) if deal is not None else int(trade.symbolId) if trade is not None else None
+        info = self._symbol(accountId, symbolId) if symbolId is not None else None
+        digits = info.digits if info is not None else None
+        if info is not None:
+            line["symbol"] = info.name
+            line["symbolId"] = info.symbolId
+        if trade is not None:
+            line["side"] = enumName(ProtoOATradeSide, trade.tradeSide)
+            line["volume"] = _units(int(trade.volume))
+        if order is not None:
+            line["orderId"] = int(order.orderId)
+            line["orderType"] = enumName(ProtoOAOrderType, order.orderType)
+            line["orderStatus"] = enumName(ProtoOAOrderStatus, order.orderStatus)
+            for name in ("limitPrice", "stopPrice", "executionPrice"):
+                if order.HasField(name):
+                    line[name] = _doublePrice(getattr(order, name), digits)
+            if order.HasField("clientOrderId"):
+                line["clientOrderId"] = order.clientOrderId
+            if order.HasField("utcLastUpdateTimestamp"):
+                ms = int(order.utcLastUpdateTimestamp)
+        if position is not None:
+            line["positionId"] = int(position.positionId)
+            line["positionStatus"] = enumName(ProtoOAPositionStatus, position.positionStatus)
+            if position.HasField("price"):
+                line["positionPrice"] = _doublePrice(position.price, digits)
+            for name in ("stopLoss", "takeProfit"):
+                if position.HasField(name):
+                    line[name] = _doublePrice(getattr(position, name), digits)
+            if ms is None and position.HasField("utcLastUpdateTimestamp"):
+                ms = int(position.utcLastUpdateTimestamp)
+        if deal is not None:
+            line["dealId"] = int(deal.dealId)
+            line["filledVolume"] = _units(int(deal.filledVolume))
+            if deal.HasField("executionPrice"):
+                line["dealPrice"] = _doublePrice(deal.executionPrice, digits)
+            if deal.HasField("commission"):
+                moneyDigits = int(deal.moneyDigits) if deal.HasField("moneyDigits") else None
+                line["commission"] = _money(int(deal.commission), moneyDigits)
+            ms = int(deal.executionTimestamp)
+        if event.HasField("errorCode"):
+            line["errorCode"] = event.errorCode
+        line["time"] = isoTime(ms if ms is not None else self.now())
+        line["simulated"] = self.simulated
+        return line
+
+    def orderError(self, event: Any) -> dict[str, Any]:
+        """``ProtoOAOrderErrorEvent``: error code and description."""
+        line: dict[str, Any] = {
+            "event": "order_error",
+            "time": isoTime(self.now()),
+            "account": int(event.ctidTraderAccountId),
+            "errorCode": event.errorCode,
+        }
+        for name in ("orderId", "positionId", "description"):
+            if event.HasField(name):
+                line[name] = getattr(event, name)
+        line["simulated"] = self.simulated
+        return line
