@@ -110,6 +110,8 @@ class _Stream:
         self.syncing = False
         #: bumped whenever what is in flight is given up on: older sync replies are ignored
         self.epoch = 0
+        #: refused lately: wait for the retry timer before syncing again
+        self.blocked = False
         self.recent: dict[str, int] = {}
         self.coalesced: dict[Any, tuple[str, str]] = {}
         self.dropped: dict[Any, int] = {}
@@ -357,7 +359,7 @@ class StreamPublisher:
     def _coalesce(self, stream: _Stream, key: str, line: str, coalesce: Any) -> None:
         if stream.droppedSince is None:
             stream.droppedSince = isoTime(int(self.clock.seconds() * 1000))
-        if coalesce in stream.coalesced:
+        if stream.coalesced.pop(coalesce, None) is not None:  # re-inserted: kept in order of last update
             stream.dropped[coalesce] = stream.dropped.get(coalesce, 0) + 1
             self.stats.dropped += 1
         stream.coalesced[coalesce] = (key, line)
@@ -434,7 +436,7 @@ class StreamPublisher:
         if self._stopped or not self.link.connected:
             return
         active = self._active
-        for stream in [s for s in self._streams.values() if not s.synced and not s.syncing and s.batches]:
+        for stream in [s for s in self._streams.values() if not (s.synced or s.syncing or s.blocked) and s.batches]:
             self._sync(stream)
         while active and self._inflight < self.maxInFlight:
             stream = active.popleft()
@@ -474,6 +476,7 @@ class StreamPublisher:
             return  # the stream was resynchronized since: the sync decided
         stream = batch.stream
         self._unsync(stream)
+        stream.blocked = True
         message = failure.getErrorMessage()
         if failure.check(RedisUnavailable):
             pass  # outcome unknown (maybeApplied stays): the next sync decides
@@ -498,6 +501,8 @@ class StreamPublisher:
 
     def _retry(self) -> None:
         self._retryCall = None
+        for stream in self._streams.values():
+            stream.blocked = False
         self._pump()
 
     def _unsync(self, stream: _Stream) -> None:
@@ -607,6 +612,7 @@ class StreamPublisher:
             elif not failure.check(RedisUnavailable):
                 self._log.warn("Cannot read the last id of {stream}: {why}; retrying", stream=stream.name,
                                why=failure.getErrorMessage())
+                stream.blocked = True
                 if self._retryCall is None:
                     self._retryCall = self.clock.callLater(0.5, self._retry)
 
