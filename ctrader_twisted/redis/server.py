@@ -76,11 +76,13 @@ def _freePort() -> int:
         return int(s.getsockname()[1])
 
 
-def _ping(port: int, timeout: float = 0.5) -> bool:
+def _ping(port: int, timeout: float = 0.5, password: bool = False) -> bool:
+    """Whether the server answers (with a password set, a NOAUTH error is an answer)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            reply = s.recv(64)
+            return reply.startswith(b"+PONG") or (password and reply.startswith(b"-NOAUTH"))
     except OSError:
         return False
 
@@ -93,20 +95,22 @@ class RedisServer:
     :param appendonly: AOF on (``appendfsync everysec``); off: no persistence
         at all unless the caller runs ``SAVE``.
     :param port: the port (a free one when ``None``); kept across restarts.
+    :param extraArgs: more ``--name value`` arguments (``["--requirepass", "..."]``).
 
     :ivar pid: the running server's process id, or ``None``.
     """
 
     def __init__(self, directory: str | os.PathLike[str], binary: str | None = None, appendonly: bool = True,
-                 port: int | None = None) -> None:
+                 port: int | None = None, extraArgs: list[str] | None = None) -> None:
         found = binary or findServerBinary()
         if found is None:
             raise RedisServerError(NO_SERVER_REASON)
         self.binary = found
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
         self.port = port or _freePort()
+        self.extraArgs = list(extraArgs or [])
         self.process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -149,6 +153,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec",
+            *self.extraArgs,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
@@ -157,7 +162,7 @@ class RedisServer:
             if self.process.poll() is not None:
                 raise RedisServerError(f"{os.path.basename(self.binary)} exited with status "
                                        f"{self.process.returncode} at start; see {self.logPath}")
-            if _ping(self.port):
+            if _ping(self.port, password="--requirepass" in self.extraArgs):
                 return
             time.sleep(0.02)
         self.kill()
