@@ -9,6 +9,7 @@ Subcommands::
     ctrader-twisted symbol EURUSD
     ctrader-twisted bars EURUSD --period M15 --from 2026-01-05 --to 2026-01-06
     ctrader-twisted simulator
+    ctrader-twisted consume --redis URL --group NAME --account ID
 
 With no ``--host`` (option, ``CTRADER_HOST`` or config file) every command
 runs against the bundled simulator, in-process, and says so on stderr.
@@ -57,6 +58,7 @@ from . import commands, history
 from .config import ConfigError, Settings, loadSettings
 from .connect import SIMULATOR_SPOT_INTERVAL, Connection
 from .options import UsageError, portNumber, positiveNumber
+from .scaleout import addConsumeParser, addRedisOptions, consumeCommand
 from .status import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, StreamError, describeError, say
 from .stream import streamCommand
 
@@ -119,6 +121,7 @@ def buildParser() -> argparse.ArgumentParser:
     stream.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     stream.add_argument("--sim-interval", dest="simInterval", type=float, default=SIMULATOR_SPOT_INTERVAL, metavar="S",
                         help=f"simulator only: seconds between price ticks ({SIMULATOR_SPOT_INTERVAL})")
+    addRedisOptions(stream)
 
     sub.add_parser("accounts", parents=[common], help="list the accounts of the access token")
     sub.add_parser("symbols", parents=[common], help="list the symbols of an account")
@@ -133,6 +136,8 @@ def buildParser() -> argparse.ArgumentParser:
     bars.add_argument("--from", dest="start", metavar="ISO", help="start, ISO 8601 (UTC when no offset; default: 100 bars back)")
     bars.add_argument("--to", dest="end", metavar="ISO", help="end, ISO 8601 (default now)")
     bars.add_argument("--output", "-o", metavar="FILE", help="write the CSV to FILE (default stdout)")
+
+    addConsumeParser(sub)
 
     # Everything after "simulator" goes to the simulator's own options
     # (python -m ctrader_twisted.simulator); this entry is for --help.
@@ -162,6 +167,8 @@ _ONE_SHOT: dict[str, _Handler] = {
 async def _execute(reactor: Any, args: argparse.Namespace, stdout: TextIO, stderr: TextIO, environ: Any) -> int:
     """Run a parsed command line; every error is one line on *stderr*."""
     try:
+        if args.command == "consume":
+            return await consumeCommand(reactor, args, stdout, stderr)
         settings = _settings(args, environ)
         for warning in settings.warnings:
             say(stderr, f"warning: {warning}")

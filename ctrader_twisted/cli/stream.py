@@ -31,6 +31,7 @@ from .config import Settings
 from .connect import SIMULATOR_SPOT_INTERVAL, Connection
 from .jsonlines import EventFormatter, SymbolInfo, dumpJson, enumName
 from .options import openOutput, parsePeriod, periodNames, positiveNumber, splitNames
+from .scaleout import redisSinks
 from .status import EXIT_FAILURE, EXIT_OK, StreamError, describeError, isExpected, say
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class StreamService(MultiService):
     :param settings: where to connect and as whom (``settings.host`` ``None``:
         start the bundled simulator in-process and say so).
     :param symbols: symbol names to stream spot prices of.
-    :param output: text stream for the JSON lines (flushed per line).
+    :param output: text stream for the JSON lines (flushed per line), or
+        ``None`` to write none (publishing to *sinks* only).
     :param status: text stream for the one-line status messages and errors
         (stderr: keeps *output* pure JSON lines).
     :param reactor: the reactor (connecting, timers).
@@ -57,6 +59,8 @@ class StreamService(MultiService):
     :param spotInterval: market tick of the in-process simulator, seconds.
     :param clientOptions: extra :class:`Client` keyword arguments (tests:
         ``retryPolicy``, ``endpoint``, ``clock``).
+    :param sinks: more destinations of every event (``publishEvent(event,
+        line)``, ``start()``, ``stop()``): :class:`~ctrader_twisted.redis.sink.RedisSink`.
 
     Market data is subscribed through the first account (``settings.accountIds``
     order, else the order the server lists them); execution events come from
@@ -69,7 +73,7 @@ class StreamService(MultiService):
         self,
         settings: Settings,
         symbols: Sequence[str],
-        output: TextIO,
+        output: TextIO | None,
         status: TextIO,
         reactor: Any,
         *,
@@ -80,6 +84,7 @@ class StreamService(MultiService):
         connectTimeout: float | None = 30.0,
         spotInterval: float = SIMULATOR_SPOT_INTERVAL,
         clientOptions: dict[str, Any] | None = None,
+        sinks: Sequence[Any] = (),
     ) -> None:
         super().__init__()
         if not symbols:
@@ -91,6 +96,7 @@ class StreamService(MultiService):
         self.count = count
         self.duration = duration
         self.output = output
+        self.sinks = list(sinks)
         self.status = status
         self.reactor = reactor
         #: the simulator or the remote host, and the client connected there
@@ -139,6 +145,8 @@ class StreamService(MultiService):
         self._stopping = False
         if self.duration is not None:
             self._timer = self.reactor.callLater(self.duration, self._finish, "duration reached")
+        for sink in self.sinks:
+            sink.start()
         ensureDeferred(self._start()).addErrback(self._startFailed)
 
     def stopService(self) -> Deferred[None]:
@@ -161,7 +169,10 @@ class StreamService(MultiService):
             self._finish(None)
 
         # The client is a child service, stopped by now: this stops the simulator.
-        return d.addCallback(lambda _: ensureDeferred(self.connection.close())).addCallback(stopped)
+        d.addCallback(lambda _: ensureDeferred(self.connection.close()))
+        for sink in self.sinks:
+            d.addCallback(lambda _, sink=sink: sink.stop())
+        return d.addCallback(stopped)
 
     def _say(self, text: str) -> None:
         say(self.status, text)
@@ -303,12 +314,16 @@ class StreamService(MultiService):
         if not self.streaming:
             return
         for line in lines:
-            try:
-                self.output.write(dumpJson(line) + "\n")
-                self.output.flush()
-            except BrokenPipeError:
-                self._finish("output closed")
-                return
+            text = dumpJson(line)
+            if self.output is not None:
+                try:
+                    self.output.write(text + "\n")
+                    self.output.flush()
+                except BrokenPipeError:
+                    self._finish("output closed")
+                    return
+            for sink in self.sinks:
+                sink.publishEvent(line, text)
             self.written += 1
             if self.count is not None and self.written >= self.count:
                 self._finish(f"{self.count} lines written")
@@ -346,11 +361,16 @@ async def streamCommand(reactor: Any, args: argparse.Namespace, settings: Settin
     count = positiveNumber(int, "count", args.count)
     duration = positiveNumber(float, "duration", args.duration)
     spotInterval = positiveNumber(float, "sim-interval", args.simInterval)
-    output = openOutput(args.output, "a") if args.output else stdout
+    sinks = redisSinks(getattr(args, "redis", None), getattr(args, "redisMaxlen", None),
+                       getattr(args, "redisPrefix", "ctrader"), reactor, stderr)
+    if sinks and not args.output:
+        output: TextIO | None = None  # --redis: JSON lines only with --output
+    else:
+        output = stdout if args.output in (None, "-") else openOutput(args.output, "a")
     service = StreamService(
         settings, symbols, output, stderr, reactor,
         trendbars=trendbars, depth=args.depth, count=count, duration=duration,
-        connectTimeout=args.timeout, spotInterval=spotInterval,
+        connectTimeout=args.timeout, spotInterval=spotInterval, sinks=sinks,
     )
     trigger = reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     service.startService()
@@ -364,5 +384,5 @@ async def streamCommand(reactor: Any, args: argparse.Namespace, settings: Settin
         reactor.removeSystemEventTrigger(trigger)
         if service.running:
             await service.stopService()
-        if output is not stdout:
+        if output is not None and output is not stdout:
             output.close()
