@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred
 from .options import UsageError, openOutput, positiveNumber, splitNames
 from .status import EXIT_FAILURE, EXIT_OK, say
 
-__all__ = ["addRedisOptions", "redisSinks", "addConsumeParser", "consumeCommand", "seenKeys", "withKey"]
+__all__ = ["addRedisOptions", "checkRedisOptions", "redisSinks", "addConsumeParser", "consumeCommand", "seenKeys", "withKey"]
 
 
 def addRedisOptions(parser: argparse.ArgumentParser) -> None:
@@ -50,25 +50,42 @@ def _requireTxredisapi(option: str) -> None:
         raise UsageError(f"{option} needs txredisapi: pip install 'ctrader-twisted[redis]'")
 
 
-def redisSinks(url: str | None, maxlen: str | None, prefix: str, reactor: Any, status: TextIO) -> list[Any]:
-    """The sinks for ``--redis`` (none without it).
+def checkRedisOptions(url: str | None, maxlen: str | None, prefix: str) -> tuple[Any, dict[str, int]] | None:
+    """The parsed ``--redis`` URL and ``--redis-maxlen``, or ``None`` without ``--redis``.
 
     :raises UsageError: a bad URL, ``--redis-maxlen`` or prefix, or txredisapi missing.
     """
     if not url:
-        return []
+        if maxlen:
+            raise UsageError("--redis-maxlen needs --redis")
+        return None
     from ..redis.errors import RedisConfigError
     from ..redis.link import parseRedisURL
-    from ..redis.sink import RedisSink
     from ..redis.streams import parseMaxlen
 
     try:
         parsed = parseRedisURL(url)
         limits = parseMaxlen(maxlen) if maxlen else {}
-        _requireTxredisapi("--redis")
-        return [RedisSink(parsed, reactor, lambda text: say(status, text), prefix=prefix, maxlen=limits)]
     except RedisConfigError as error:
         raise UsageError(str(error)) from None
+    if not prefix or any(c in prefix for c in "{} \n"):
+        raise UsageError(f"--redis-prefix must be a name without braces or spaces, got {prefix!r}")
+    _requireTxredisapi("--redis")
+    return parsed, limits
+
+
+def redisSinks(url: str | None, maxlen: str | None, prefix: str, reactor: Any, status: TextIO) -> list[Any]:
+    """The sinks for ``--redis`` (none without it).
+
+    :raises UsageError: see :func:`checkRedisOptions`.
+    """
+    checked = checkRedisOptions(url, maxlen, prefix)
+    if checked is None:
+        return []
+    from ..redis.sink import RedisSink
+
+    parsed, limits = checked
+    return [RedisSink(parsed, reactor, lambda text: say(status, text), prefix=prefix, maxlen=limits)]
 
 
 def addConsumeParser(sub: Any) -> None:

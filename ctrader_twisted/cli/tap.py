@@ -6,6 +6,7 @@
     twistd -n ctrader --symbols EURUSD,XAUUSD [--host demo] [--websocket]
         [--account ID[,ID]] [--trendbars M1] [--depth] [--output FILE]
         [--ca-file PEM] [--config PATH] [--count N] [--duration S]
+        [--redis URL [--redis-maxlen KIND=N,...] [--group NAME [--lease S]]]
 
 Without a host it streams from the bundled simulator, in-process. JSON lines
 go to stdout (or ``--output``); status lines to stderr. When twistd would log
@@ -33,6 +34,7 @@ from twisted.python.failure import Failure
 
 from .config import ConfigError, Settings, loadSettings
 from .options import UsageError, openOutput, periodNames, portNumber, positiveNumber, splitNames
+from .scaleout import checkRedisOptions, redisSinks
 from .status import EXIT_FAILURE, say
 from .stream import StreamService
 
@@ -72,6 +74,11 @@ class Options(usage.Options):
         ["client-secret", None, None, "Application client secret (prefer CTRADER_CLIENT_SECRET)."],
         ["access-token", None, None, "Access token (prefer CTRADER_ACCESS_TOKEN)."],
         ["refresh-token", None, None, "Refresh token (prefer CTRADER_REFRESH_TOKEN)."],
+        ["redis", None, None, "Publish every event to Redis Streams at this URL (JSON lines then only with --output)."],
+        ["redis-maxlen", None, None, "MAXLEN ~ per stream kind in entries, e.g. spot=100000,exec=0."],
+        ["redis-prefix", None, "ctrader", "First part of the Redis key names."],
+        ["group", None, None, "With --redis: share the accounts with the other workers of this group."],
+        ["lease", None, "10", "With --group: account lease time, seconds."],
     ]
     optFlags = [
         ["websocket", None, "Connect with wss:// instead of TLS TCP."],
@@ -91,7 +98,7 @@ class Options(usage.Options):
         except (UsageError, ConfigError) as error:
             raise usage.UsageError(str(error)) from None
         parent = self.parent
-        if self["output"] is None and parent is not None:
+        if self["output"] is None and parent is not None and not self["redis"]:
             if not parent.get("nodaemon"):
                 raise usage.UsageError(
                     "a daemon has no stdout: run with twistd -n, or give --output FILE"
@@ -123,6 +130,10 @@ class Options(usage.Options):
             "refreshToken": self["refresh-token"],
         }
         self.settings: Settings = loadSettings(options, self.environ, self["config"])
+        self["leaseSeconds"] = positiveNumber(float, "lease", self["lease"])
+        if self["group"] is not None and not self["redis"]:
+            raise UsageError("--group needs --redis")
+        checkRedisOptions(self["redis"], self["redis-maxlen"], self["redis-prefix"])
 
 
 def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> IService:
@@ -143,8 +154,21 @@ def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = N
         reactor = globalReactor
     # The streams as they are now: twistd later replaces sys.stdout/stderr
     # with log-redirecting files.
-    output = options.get("outputFile") or stdout or sys.stdout
+    output = options.get("outputFile") or (None if options["redis"] else stdout or sys.stdout)
     status = stderr or sys.stderr
+    if options["group"]:
+        from ..redis.streams import parseMaxlen
+        from ..redis.workers import SharedAccountsService
+
+        worker = SharedAccountsService(
+            options.settings, options["symbolList"], options["redis"], options["group"], status, reactor,
+            lease=options["leaseSeconds"], trendbars=options["periodList"], depth=bool(options["depth"]),
+            connectTimeout=options["timeout"],
+            publisherOptions={"prefix": options["redis-prefix"], "maxlen": parseMaxlen(options["redis-maxlen"] or "")},
+        )
+        if underTwistd:
+            stopWhenDone(worker, reactor, status, _exitStatusAtExit)
+        return worker
     service = StreamService(
         options.settings,
         options["symbolList"],
@@ -156,14 +180,15 @@ def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = N
         count=options["count"],
         duration=options["duration"],
         connectTimeout=options["timeout"],
+        sinks=redisSinks(options["redis"], options["redis-maxlen"], options["redis-prefix"], reactor, status),
     )
     if underTwistd:
         stopWhenDone(service, reactor, status, _exitStatusAtExit)
     return service
 
 
-def stopWhenDone(service: StreamService, reactor: Any, status: TextIO, setExitStatus: Callable[[int], None]) -> None:
-    """When *service* is done, stop *reactor*; after a fatal error, print it
+def stopWhenDone(service: Any, reactor: Any, status: TextIO, setExitStatus: Callable[[int], None]) -> None:
+    """When *service* (with a ``whenDone()``) is done, stop *reactor*; after a fatal error, print it
     as one line on *status* and call ``setExitStatus(1)``
     (:data:`~ctrader_twisted.cli.status.EXIT_FAILURE`)."""
 

@@ -1,0 +1,278 @@
+# -*- test-case-name: tests.test_redis_workers -*-
+"""A worker of a group sharing accounts: :class:`SharedAccountsService`.
+
+What ``twistd -n ctrader --symbols ... --redis URL --group NAME`` runs. The
+worker connects to the Open API (one connection, paced to that
+connection's rate limits), joins the group through
+:class:`~ctrader_twisted.redis.leases.AccountLeases`, and for each account
+it holds: authorizes it, resolves the symbols on it, subscribes to its spots
+(and live bars, depth), backfills the deals of the handover window (from the
+last execution event in the account's ``exec`` stream, through
+``ProtoOADealListReq``), and publishes its events to the account's streams.
+An account handed over or lost is unsubscribed and logged out. Lease
+changes are published to the account's ``account`` stream
+(``{"event":"lease","state":"acquired"|"released",...}``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..cli.connect import Connection
+from ..cli.jsonlines import EventFormatter, isoTime
+from ..cli.options import parsePeriod
+from ..cli.status import StreamError, describeError, say
+from ..messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent
+from ..messages.OpenApiModelMessages_pb2 import ProtoOAExecutionType
+from .leases import AccountLeases
+from .sink import RedisSink
+from .streams import streamName
+
+if TYPE_CHECKING:
+    from ..cli.config import Settings
+
+__all__ = ["SharedAccountsService"]
+
+
+class SharedAccountsService(MultiService):
+    """Stream the accounts this worker holds in its group to Redis.
+
+    :param settings: where to connect and as whom (its ``accountIds``: the
+        accounts the group shares; empty: every account of the token).
+    :param symbols: symbol names to stream on every account.
+    :param redisURL: the Redis URL.
+    :param group: the group's name.
+    :param status: where the one-line status messages go.
+    :param reactor: the reactor.
+    :param lease: lease time, seconds.
+    :param trendbars: live trend bar periods (``M1``...).
+    :param depth: also depth quotes.
+    :param publisherOptions: more :class:`~ctrader_twisted.redis.publisher.StreamPublisher` options.
+    :param workerId: this worker's id (default: host, pid, random).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        settings: Settings,
+        symbols: Sequence[str],
+        redisURL: str,
+        group: str,
+        status: TextIO,
+        reactor: Any,
+        *,
+        lease: float = 10.0,
+        trendbars: Sequence[str] = (),
+        depth: bool = False,
+        connectTimeout: float | None = 30.0,
+        publisherOptions: dict[str, Any] | None = None,
+        workerId: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not symbols:
+            raise ValueError("give at least one symbol")
+        self.settings = settings
+        self.symbolNames = list(symbols)
+        self.periods = [parsePeriod(p) for p in trendbars]
+        self.depth = depth
+        self.status = status
+        self.reactor = reactor
+        self.group = group
+        self.lease = lease
+        self.workerId = workerId
+        self.sink = RedisSink(redisURL, reactor, self._say, **(publisherOptions or {}))
+        self.publisher = self.sink.publisher
+        self.connection = Connection(reactor, settings, timeout=connectTimeout)
+        self.leases: AccountLeases | None = None
+        self.formatter: EventFormatter | None = None
+        self.subscribed: dict[int, list[int]] = {}
+        self._error: Failure | None = None
+        self._done: list[Deferred[None]] = []
+
+    def _say(self, text: str) -> None:
+        say(self.status, text)
+
+    def whenDone(self) -> Deferred[None]:
+        """Fires when the service has stopped; fails with :class:`StreamError` after a fatal error."""
+        if self._error is not None:
+            d: Deferred[None] = Deferred()
+            d.errback(self._error)
+            return d
+        d = Deferred()
+        self._done.append(d)
+        return d
+
+    def startService(self) -> None:
+        """Connect to Redis and the Open API, then join the group."""
+        super().startService()
+        self.sink.start()
+        ensureDeferred(self._start()).addErrback(self._startFailed)
+
+    def _startFailed(self, failure: Failure) -> None:
+        if not self.running:
+            return
+        error = StreamError(describeError(failure.value, self.connection.host, self.connection.port))
+        self._log.error("Worker failed to start: {error}", error=str(error))
+        self._error = Failure(error)
+        waiting, self._done = self._done, []
+        for d in waiting:
+            d.errback(error)
+
+    async def _start(self) -> None:
+        connection = self.connection
+        client = connection.start()
+        self.addService(client)
+        self._say(f"worker connecting to {connection.where} over {connection.transport}")
+        await connection.connect()
+        accounts = list(self.settings.accountIds)
+        if not accounts:
+            accounts = [int(a.ctidTraderAccountId) for a in await connection.listAccounts()]
+        if not accounts:
+            raise StreamError("the access token grants no trading account")
+        self.formatter = EventFormatter({}, self.settings.simulated, lambda: int(self.reactor.seconds() * 1000))
+        for payload, listener in (
+            ("ProtoOASpotEvent", self._onSpot),
+            ("ProtoOADepthEvent", self._onDepth),
+            ("ProtoOAExecutionEvent", self._onExecution),
+            ("ProtoOAOrderErrorEvent", self._onOrderError),
+        ):
+            client.addListener(payload, listener)
+        self.leases = AccountLeases(self.sink.link, self.reactor, self.group, accounts, self._acquire, self._release,
+                                    lease=self.lease, workerId=self.workerId, prefix=self.publisher.prefix)
+        self._say(f"worker {self.leases.workerId} joined group {self.group} sharing {len(accounts)} accounts "
+                  f"(lease {self.lease:g} s)")
+        self.leases.start()
+
+    def stopService(self) -> Deferred[None]:
+        """Give the leases back (the others take over at once), then stop."""
+        leases = self.leases
+        d = leases.stop(release=True) if leases is not None else succeed(None)
+        d.addErrback(lambda f: self._log.failure("Releasing the leases failed", f))
+        d.addCallback(lambda _: super(SharedAccountsService, self).stopService())
+        d.addCallback(lambda _: ensureDeferred(self.connection.close()))
+        d.addCallback(lambda _: self.sink.stop())
+
+        def stopped(_: Any) -> None:
+            waiting, self._done = self._done, []
+            for w in waiting:
+                w.callback(None)
+
+        return d.addCallback(stopped)
+
+    # --- accounts ----------------------------------------------------------------------
+
+    def _held(self, account: int) -> bool:
+        return self.leases is not None and account in self.leases.held
+
+    async def _acquire(self, account: int) -> None:
+        client = self.connection.client
+        assert client is not None and self.formatter is not None
+        await client.authorizeAccount(account, self.connection.accessToken)
+        resolved, byId = await self.connection.resolveSymbols(account, self.symbolNames)
+        self.formatter.symbols[account] = byId
+        await self._backfill(account)
+        ids = [s.symbolId for s in resolved]
+        await client.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=ids,
+                             subscribeToSpotTimestamp=True)
+        for period in self.periods:
+            for symbolId in ids:
+                await client.request("ProtoOASubscribeLiveTrendbarReq", ctidTraderAccountId=account,
+                                     symbolId=symbolId, period=period)
+        if self.depth:
+            await client.request("ProtoOASubscribeDepthQuotesReq", ctidTraderAccountId=account, symbolId=ids)
+        self.subscribed[account] = ids
+        self._leaseEvent(account, "acquired", None)
+        self._say(f"streaming account {account} ({', '.join(s.name for s in resolved)})")
+
+    async def _backfill(self, account: int) -> None:
+        """Publish the deals made since the last execution event in the stream (a handover window)."""
+        since = await self._lastExecutionTime(account)
+        if since is None:
+            return
+        client = self.connection.client
+        assert client is not None and self.formatter is not None
+        now = int(self.reactor.seconds() * 1000)
+        res = await client.request("ProtoOADealListReq", ctidTraderAccountId=account, fromTimestamp=since - 1000,
+                                   toTimestamp=now + 1000)
+        count = 0
+        for deal in sorted(res.deal, key=lambda d: (d.executionTimestamp, d.dealId)):
+            event = ProtoOAExecutionEvent(ctidTraderAccountId=account, executionType=ProtoOAExecutionType.ORDER_FILLED)
+            event.deal.CopyFrom(deal)
+            line = self.formatter.execution(event)
+            line["backfilled"] = True
+            self.publisher.publishEvent(line)
+            count += 1
+        if count:
+            self._log.info("Backfilled {n} deals of account {account}", n=count, account=account)
+
+    async def _lastExecutionTime(self, account: int) -> int | None:
+        entries = await self.sink.link.execute("XREVRANGE", streamName(account, "exec", self.publisher.prefix), "+", "-",
+                                               "COUNT", 1)
+        if not entries:
+            return None
+        fields = entries[0][1]
+        values = dict(zip(fields[0::2], fields[1::2]))
+        times = []
+        for line in str(values.get("e", "")).split("\n"):
+            try:
+                when = json.loads(line).get("time")
+                times.append(int(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() * 1000))
+            except (ValueError, AttributeError, TypeError):
+                continue
+        return max(times) if times else None
+
+    async def _release(self, account: int, reason: str) -> None:
+        ids = self.subscribed.pop(account, None)
+        client = self.connection.client
+        self._leaseEvent(account, "released", reason)
+        self._say(f"account {account} no longer streamed here ({reason})")
+        if client is None or not client.isReady:
+            return
+        try:
+            if ids:
+                await client.request("ProtoOAUnsubscribeSpotsReq", ctidTraderAccountId=account, symbolId=ids)
+            await client.logoutAccount(account)
+        except Exception as error:  # the account goes either way; the server may have dropped it first
+            self._log.info("Logging account {account} out: {error}", account=account, error=str(error))
+
+    def _leaseEvent(self, account: int, state: str, reason: str | None) -> None:
+        assert self.leases is not None
+        event: dict[str, Any] = {"event": "lease", "time": isoTime(int(self.reactor.seconds() * 1000)),
+                                 "account": account, "state": state, "worker": self.leases.workerId,
+                                 "group": self.group}
+        if reason:
+            event["reason"] = reason
+        self.publisher.publishEvent(event)
+
+    # --- events ------------------------------------------------------------------------
+
+    def _onSpot(self, event: Any) -> None:
+        if self._held(int(event.ctidTraderAccountId)):
+            assert self.formatter is not None
+            for line in self.formatter.spot(event):
+                self.publisher.publishEvent(line)
+
+    def _onDepth(self, event: Any) -> None:
+        if self._held(int(event.ctidTraderAccountId)):
+            assert self.formatter is not None
+            self.publisher.publishEvent(self.formatter.depth(event))
+
+    def _onExecution(self, event: Any) -> None:
+        if self._held(int(event.ctidTraderAccountId)):
+            assert self.formatter is not None
+            self.publisher.publishEvent(self.formatter.execution(event))
+
+    def _onOrderError(self, event: Any) -> None:
+        if self._held(int(event.ctidTraderAccountId)):
+            assert self.formatter is not None
+            self.publisher.publishEvent(self.formatter.orderError(event))
+
+
