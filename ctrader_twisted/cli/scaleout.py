@@ -118,6 +118,23 @@ def withKey(line: str, key: str) -> str:
     return line[:-1] + ("," if len(line) > 2 else "") + '"key":' + json.dumps(key) + "}"
 
 
+def dropPartialLine(path: str) -> None:
+    """Cut a last line left without its newline by a crash (its event is written again)."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if not size:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(max(0, size - 2**20))
+        tail = f.read()
+        cut = tail.rfind(b"\n")
+        f.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+
+
 def seenKeys(path: str, limit: int = 100_000) -> list[str]:
     """The ``key`` of the last *limit* complete lines of *path* (none if it does not exist)."""
     if not os.path.exists(path):
@@ -164,6 +181,8 @@ async def consumeCommand(reactor: Any, args: argparse.Namespace, stdout: TextIO,
     count = positiveNumber(int, "count", args.count)
     claimIdle = positiveNumber(float, "claim-idle", args.claimIdle)
     readCount = positiveNumber(int, "read-count", args.readCount)
+    if args.output:
+        dropPartialLine(args.output)
     seen = seenKeys(args.output) if args.output else []
     output = openOutput(args.output, "a") if args.output else stdout
     streams = [streamName(a, k, args.redisPrefix) for a in accounts for k in kinds]
