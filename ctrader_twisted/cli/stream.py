@@ -19,7 +19,7 @@ import argparse
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, ensureDeferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -170,8 +170,7 @@ class StreamService(MultiService):
 
         # The client is a child service, stopped by now: this stops the simulator.
         d.addCallback(lambda _: ensureDeferred(self.connection.close()))
-        for sink in self.sinks:
-            d.addCallback(lambda _, sink=sink: sink.stop())
+        d.addCallback(lambda _: DeferredList([sink.stop() for sink in self.sinks]))
         return d.addCallback(stopped)
 
     def _say(self, text: str) -> None:

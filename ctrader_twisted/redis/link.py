@@ -246,9 +246,9 @@ class RedisLink:
         self._stopped = True
         factory, self._factory = self._factory, None
         waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(RedisUnavailable(f"the link to Redis {self.url.safe} was stopped"))
+        for waiter in waiting:
+            waiter.errback(RedisUnavailable(f"the link to Redis {self.url.safe} was stopped"))
         if factory is None:
             return succeed(None)
-        d: Deferred[Any] = factory.disconnect()
-        return d.addCallback(lambda _: None)
+        closing: Deferred[Any] = factory.disconnect()
+        return closing.addCallback(lambda _: None)
