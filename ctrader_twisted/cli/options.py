@@ -40,7 +40,7 @@ def positiveNumber(kind: type[_Number], option: str, value: str | _Number | None
         number = kind(value)
     except ValueError:
         raise UsageError(f"--{option} must be a positive number") from None
-    if number <= 0:
+    if not number > 0 or number == float("inf"):  # also NaN and infinity
         raise UsageError(f"--{option} must be a positive number")
     return number
 

@@ -133,6 +133,8 @@ class Options(usage.Options):
         self["leaseSeconds"] = positiveNumber(float, "lease", self["lease"])
         if self["group"] is not None and not self["redis"]:
             raise UsageError("--group needs --redis")
+        if self["group"] is not None and (self["output"] or self["count"] or self["duration"]):
+            raise UsageError("--group publishes to Redis only: --output, --count and --duration do not apply")
         checkRedisOptions(self["redis"], self["redis-maxlen"], self["redis-prefix"])
 
 
