@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -66,6 +68,7 @@ class RedisFaultTests(TestCase):
             link, publisher = self.connect(server.url, maxlen={"spot": 0})
             await link.whenConnected()
             total = 100_000
+            started = time.monotonic()
             loop, sent = self.feed(publisher, total, 250, 0.01)
             rng = random.Random()
             points = sorted(rng.randrange(5_000, 70_000) for _ in range(3))
@@ -87,6 +90,9 @@ class RedisFaultTests(TestCase):
             self.assertFalse(any('"gap"' in line for _, _, line in events))
             self.assertGreaterEqual(link.connections, 4)
             self.assertEqual(publisher.stats.acked, total)
+            print(f"\n  kill -9 after {points} of {total} events: {link.connections - 1} reconnects, "
+                  f"{publisher.stats.resent} entries re-sent, {len(events)} events once each, in order, "
+                  f"{time.monotonic() - started:.1f} s", file=sys.stderr)
 
         return run(go())
 
@@ -113,6 +119,8 @@ class RedisFaultTests(TestCase):
             self.assertEqual([key for _, key, _ in events], [spotLine(i)[0] for i in range(30_000)])
             self.assertTrue(any("lost the tail" in s for s in self.said), self.said)
             self.assertGreater(publisher.stats.resent, 0)
+            print(f"\n  tail lost: {publisher.stats.resent} entries re-sent, {len(events)} events once each",
+                  file=sys.stderr)
 
         return run(go())
 
@@ -158,5 +166,8 @@ class RedisFaultTests(TestCase):
             self.assertEqual(sum(g["dropped"] for g in gaps) + len(delivered), 300_001)
             self.assertEqual(delivered, sorted(delivered))
             self.assertTrue(any("coalesced" in s for s in self.said), self.said)
+            print(f"\n  CLIENT PAUSE 2 s: max buffered {publisher.stats.maxBufferedBytes / 2**20:.2f} MiB "
+                  f"(cap {cap / 2**20:.0f} MiB + 1 MiB retained), {publisher.stats.dropped} of 300,001 spots "
+                  f"coalesced away, {len(gaps)} gap marker(s), {len(deals)} executions all kept", file=sys.stderr)
 
         return run(go())
