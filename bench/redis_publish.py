@@ -7,7 +7,10 @@ its own data directory; :class:`~ctrader_twisted.redis.server.RedisServer`),
 as fast as it takes them without coalescing: the producer hands over 5,000
 events per reactor turn and waits a turn whenever more than 8 MiB are
 buffered. The figure is events acknowledged by Redis per second of wall
-time, from the first event to the last acknowledgement. Every run checks
+time, from the first event to the last acknowledgement (with ``--consume``:
+events read back by a :class:`~ctrader_twisted.redis.consumer.StreamConsumer`
+per second; with ``--formatted``: decoded ``ProtoOASpotEvent`` messages
+going through the ``stream`` service's formatter first). Every run checks
 that nothing was coalesced and that Redis holds every event. Each round
 gets a new server and a new publisher; the median and the spread are
 printed, and the JSON result goes to stdout with ``--json``.
@@ -51,7 +54,16 @@ def lines(count: int = 10_000) -> list[tuple[str, str, int]]:
     return out
 
 
-def oneRun(events: int, binary: str | None, maxInFlight: int, batch: int) -> dict[str, Any]:
+def formattedPool(count: int = 10_000) -> list[Any]:
+    """*count* ``ProtoOASpotEvent`` messages and a formatter, for the ``--formatted`` mode."""
+    from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOASpotEvent
+
+    return [ProtoOASpotEvent(ctidTraderAccountId=2000001, symbolId=i % 10 + 1, bid=108000 + i % 97, ask=108002 + i % 97,
+                             timestamp=1_790_000_000_000 + i) for i in range(count)]
+
+
+def oneRun(events: int, binary: str | None, maxInFlight: int, batch: int, formatted: bool = False,
+           consume: bool = False) -> dict[str, Any]:
     """One round in this process; returns its figures."""
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred
@@ -64,18 +76,26 @@ def oneRun(events: int, binary: str | None, maxInFlight: int, batch: int) -> dic
     server = RedisServer(directory, binary=binary)
     server.start()
     result: dict[str, Any] = {}
-    pool = lines()
+    pool: list[Any] = formattedPool() if formatted else lines()
 
     async def go() -> None:
         link = RedisLink(server.url, reactor)
         publisher = StreamPublisher(link, reactor, maxInFlight=maxInFlight, maxBatchEvents=batch, maxlen={"spot": 0})
         link.start()
         await link.whenConnected()
+        from ctrader_twisted.cli.jsonlines import EventFormatter, SymbolInfo, dumpJson
+
+        formatter = EventFormatter({2000001: {i: SymbolInfo(i, f"SYM{i}", 5) for i in range(1, 11)}}, True, lambda: 0)
         cpu0, t0 = cpuSeconds(), time.perf_counter()
         sent = 0
         n = len(pool)
         while sent < events:
             for i in range(sent, min(sent + 5000, events)):
+                if formatted:
+                    # The stream service's path: format the decoded event, dump it, publish it.
+                    for line in formatter.spot(pool[i % n]):
+                        publisher.publishEvent(line, dumpJson(line))
+                    continue
                 key, text, sym = pool[i % n]
                 publisher.publish(2000001, "spot", f"{key}:{i}", text, sym)
             sent = min(sent + 5000, events)
@@ -84,6 +104,21 @@ def oneRun(events: int, binary: str | None, maxInFlight: int, batch: int) -> dic
                 await deferLater(reactor, 0.0005, lambda: None)
         await publisher.whenDrained()
         wall, cpu = time.perf_counter() - t0, cpuSeconds() - cpu0
+        if consume:
+            # The figure is then the reading: a consumer group reads every event back.
+            from ctrader_twisted.redis.consumer import StreamConsumer
+
+            reading = RedisLink(server.url, reactor)
+            done: list[int] = [0]
+            cpu0, t0 = cpuSeconds(), time.perf_counter()
+            consumer = StreamConsumer(reading, reactor, ["ctrader:{2000001}:spot"], "bench", "c1",
+                                      lambda e: done.__setitem__(0, done[0] + 1), count=10, dedupeWindow=10_000)
+            consumer.start()
+            while done[0] < events:
+                await deferLater(reactor, 0.01, lambda: None)
+            wall, cpu = time.perf_counter() - t0, cpuSeconds() - cpu0
+            await consumer.stop()
+            await reading.stop()
         info = await link.execute("XINFO", "STREAM", "ctrader:{2000001}:spot")
         fields = dict(zip(info[0::2], info[1::2]))
         entries = int(fields["length"])
@@ -120,11 +155,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--in-flight", dest="inflight", type=int, default=8, help="publisher maxInFlight")
     p.add_argument("--batch", type=int, default=1000, help="publisher maxBatchEvents")
     p.add_argument("--server", default=None, help="redis-server binary (default: found as the tests find it)")
+    p.add_argument("--formatted", action="store_true",
+                   help="publish decoded ProtoOASpotEvent messages through the stream service's formatter "
+                   "(EventFormatter, dumpJson, publishEvent) instead of ready JSON lines")
+    p.add_argument("--consume", action="store_true",
+                   help="measure reading instead: a StreamConsumer (no-op handler) reads the published events back")
+    p.add_argument("--no-hiredis", dest="noHiredis", action="store_true",
+                   help="make txredisapi use its pure-Python reply parser")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(oneRun(args.events, args.server, args.inflight, args.batch)))
+        if args.noHiredis:
+            sys.modules["hiredis"] = None  # type: ignore[assignment]
+        print(json.dumps(oneRun(args.events, args.server, args.inflight, args.batch, args.formatted, args.consume)))
         return {}
     import subprocess
 
@@ -135,7 +179,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for _ in range(args.rounds):
         out = subprocess.run(
             [sys.executable, "-m", "bench.redis_publish", "--child", "--events", str(args.events),
-             "--in-flight", str(args.inflight), "--batch", str(args.batch)] + (["--server", binary] if binary else []),
+             "--in-flight", str(args.inflight), "--batch", str(args.batch)] + (["--server", binary] if binary else [])
+            + (["--formatted"] if args.formatted else []) + (["--no-hiredis"] if args.noHiredis else [])
+            + (["--consume"] if args.consume else []),
             capture_output=True, text=True, cwd=ROOT, check=True,
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -51,7 +51,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                    help="python of the official SDK's venv (pip install ctrader-open-api)")
     p.add_argument("--no-official", action="store_true", help="skip the official SDK")
     p.add_argument("--output", default=os.path.join(ROOT, "bench", "results"), help="directory for the JSON file")
-    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large")
+    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large "
+                   "(redis: bench.redis_publish, only when named)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds = 1
@@ -212,6 +213,13 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         for size in sizes.split(","):
             runs[f"reassembly_{size}"] = repeat(
                 rounds, f"reassembly {size} B", lambda s=int(size): ceiling.reassembly(s, args.chunk))
+
+    if "redis" in only:  # needs a redis-server: run only when asked for (see bench/redis_publish.py)
+        from bench import redis_publish
+
+        runs["redis_publish"] = redis_publish.main(["--rounds", str(rounds), "--events", str(args.events)])
+        if only == {"redis"}:
+            return report
 
     server = Server()
     try:
@@ -428,7 +436,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with open(path, "w") as out:
         json.dump(report, out, indent=1)
     report["path"] = path
-    print(table(report))
+    if "figures" in report:  # not with --only redis, which printed its own
+        print(table(report))
     print(f"\nall figures: {path}")
     return report
 
