@@ -79,7 +79,10 @@ class ConsumerTests(TestCase):
             while process.poll() is None:
                 self.assertLess(time.monotonic(), deadline, "consume did not finish")
                 await sleep(0.1)
-            self.assertEqual(process.returncode, 0, process.stderr.read().decode() if process.stderr else "")
+            err = process.stderr.read().decode() if process.stderr else ""
+            self.assertEqual(process.returncode, 0, err)
+            print(f"\n  consume killed twice with {pendingSeen} entries pending; last run: "
+                  f"{err.strip().splitlines()[-1].split(': ', 1)[-1]}", file=sys.stderr)
             with open(output) as f:
                 keys = [json.loads(line)["key"] for line in f]
             self.assertEqual(sorted(keys, key=lambda k: int(k.rsplit(":", 1)[1])), [f"2000001:spot:1:{i}" for i in range(30_000)])

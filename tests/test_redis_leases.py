@@ -80,7 +80,7 @@ class LeaseTests(TestCase):
 
         async def go() -> None:
             link = await self.link()
-            a, b = Worker(link, "a", lease=0.6), Worker(link, "b", lease=0.6)
+            a, b = Worker(link, "a", lease=0.9), Worker(link, "b", lease=0.9)  # keys live 0.6 s
             for _ in range(2):
                 await a.leases.tick()
                 await b.leases.tick()
@@ -88,8 +88,8 @@ class LeaseTests(TestCase):
             self.assertTrue(dead)
             await b.leases.tick()
             self.assertEqual(b.leases.held & dead, set())  # not before the lease expires
-            for _ in range(4):  # b ticks every 0.2 s (a third of the lease), a no more
-                await sleep(0.2)
+            for _ in range(5):  # b ticks every 0.15 s (a sixth of the lease), a no more
+                await sleep(0.15)
                 await b.leases.tick()
             self.assertEqual(b.leases.held, set(ACCOUNTS))
             self.assertEqual(b.leases.members, ["b"])
@@ -135,11 +135,11 @@ class LeaseClockTests(SynchronousTestCase):
         clock, link = Clock(), FakeLink()
         released: list[tuple[int, str]] = []
         leases = AccountLeases(link, clock, "g", [1, 2], lambda a: None, lambda a, why: released.append((a, why)),
-                               lease=3.0, workerId="w")
+                               lease=6.0, workerId="w")  # keys live 4 s: given up after 3.6 s
         leases.held = {1, 2}
         leases._renewed = {1: 0.0, 2: 0.0}
-        leases.start()  # ticks at 0, 1, 2, 3...: each fails (not connected)
-        clock.advance(2)
+        leases.start()  # ticks at 0, 1, 2, 3, 4...: each fails (not connected)
+        clock.advance(3)
         self.assertEqual(released, [])
         clock.advance(1)
         self.assertEqual(sorted(released), [(1, "lost"), (2, "lost")])

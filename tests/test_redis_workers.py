@@ -168,7 +168,8 @@ class WorkersTests(TestCase):
             backfilled = [line for a in victim for _, _, line in await readStream(link, f"ctrader:{{{a}}}:exec")
                           if '"backfilled":true' in line]
             self.assertTrue(backfilled, "no deal of the handover window was backfilled")
-            self.assertLessEqual(takeover, LEASE + LEASE / 3 + 1.0, f"takeover took {takeover:.2f} s")
+            # Within the lease time; the slack is for this shared 2-core machine's scheduling.
+            self.assertLessEqual(streamingAfter, LEASE + 0.5, f"streaming again after {streamingAfter:.2f} s")
             print(f"\n  lease {LEASE} s: {len(victim)} accounts taken over after {takeover:.2f} s, streaming after "
                   f"{streamingAfter:.2f} s; {len(deals)} deals, none missing", file=sys.stderr)
             workers[1].send_signal(signal.SIGTERM)

@@ -8,8 +8,10 @@ with a time to live::
 
     <prefix>:{<account>}:lease:<group>      SET <workerId> NX PX <lease ms>
 
-Every ``lease / 3`` seconds (a ``LoopingCall`` on the injected clock) a
-worker
+``lease`` is the bound on a takeover: the keys live two thirds of it and
+are renewed every sixth of it, so a dead worker's accounts are taken by the
+others at most ``2/3 + 1/6`` of ``lease`` after its last renewal. Every
+``lease / 6`` seconds (a ``LoopingCall`` on the injected clock) a worker
 
 1. renews its **membership** of the group: a sorted set
    ``<prefix>:group:{<group>}:workers`` scored by expiry time (the Redis
@@ -21,8 +23,8 @@ worker
    over those another live worker should now hold (releases them), and
    takes those it should hold that are free (``SET NX PX``).
 
-When a worker dies its membership and leases expire within ``lease``
-seconds and the others take its accounts at their next tick. A worker that
+When a worker dies its membership and leases expire and the others take
+its accounts at their next tick, within ``lease`` seconds. A worker that
 cannot renew a lease (Redis unreachable, or another holder) gives the
 account up locally once the lease may have expired, so two workers never
 stream one account for long. ``onAcquire(account)`` and
@@ -101,7 +103,8 @@ class AccountLeases:
     :param onAcquire: called with an account this worker now holds.
     :param onRelease: called with an account it no longer holds and why
         (``"handover"``, ``"lost"``, ``"stopping"``).
-    :param lease: lease time, seconds (ticks every third of it).
+    :param lease: how soon a dead worker's accounts are taken over, seconds
+        (keys live two thirds of it; ticks every sixth of it).
     :param workerId: this worker's id (default: host, pid and a random part).
     :param prefix: first part of the key names.
     """
@@ -145,11 +148,16 @@ class AccountLeases:
     def __repr__(self) -> str:
         return f"<AccountLeases {self.workerId} in {self.group}: holds {sorted(self.held)}>"
 
+    @property
+    def ttl(self) -> float:
+        """Seconds a lease (and a membership) lives unrenewed: two thirds of ``lease``."""
+        return self.lease * 2 / 3
+
     def start(self) -> None:
-        """Tick now and every ``lease / 3`` seconds."""
+        """Tick now and every ``lease / 6`` seconds."""
         loop = self._loop = LoopingCall(self._tickOnce)
         loop.clock = self.clock
-        loop.start(self.lease / 3, now=True).addErrback(
+        loop.start(self.lease / 6, now=True).addErrback(
             lambda f: self._log.failure("Lease ticks stopped", f))
 
     def _tickOnce(self) -> None:
@@ -170,7 +178,7 @@ class AccountLeases:
         """Give up locally the accounts whose lease may have expired unrenewed."""
         now = self.clock.seconds()
         for account in sorted(self.held):
-            if now - self._renewed.get(account, now) >= self.lease * 0.9:
+            if now - self._renewed.get(account, now) >= self.ttl * 0.9:
                 self._drop(account, "lost")
 
     def _drop(self, account: int, reason: str) -> Any:
@@ -183,7 +191,7 @@ class AccountLeases:
 
     async def tick(self) -> None:
         """One round: membership, owners, renew, hand over, acquire."""
-        ttl = int(self.lease * 1000)
+        ttl = int(self.ttl * 1000)
         members = await self.link.execute("EVAL", _HEARTBEAT, 1, membersKey(self.group, self.prefix), self.workerId, ttl)
         self.members = sorted(str(m) for m in members or ())
         if self.workerId not in self.members:
