@@ -4,6 +4,7 @@ the lease time, and every deal made meanwhile reaches the exec streams."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -173,5 +174,57 @@ class WorkersTests(TestCase):
             print(f"\n  lease {LEASE} s: {len(victim)} accounts taken over after {takeover:.2f} s, streaming after "
                   f"{streamingAfter:.2f} s; {len(deals)} deals, none missing", file=sys.stderr)
             workers[1].send_signal(signal.SIGTERM)
+
+        return run(go())
+
+
+class EndpointTests(TestCase):
+    timeout = 60
+
+    def test_connectionPerEndpoint(self) -> Any:
+        """Demo accounts go through the demo endpoint's connection, live ones through the live one's."""
+
+        async def go() -> None:
+            from ctrader_twisted.cli.config import Credentials, Settings
+            from ctrader_twisted.redis.workers import SharedAccountsService
+            from ctrader_twisted.simulator.certs import mintCertificates
+
+            server = startServer(self)
+            certificates = mintCertificates()
+            demo, live = Simulator(clock=reactor, spotInterval=0.05), Simulator(clock=reactor, spotInterval=0.05)
+            ports = []
+            for simulator in (demo, live):
+                ports.append(simulator.listen(reactor, tlsPort=0, wsPort=None, certificate=certificates).tlsPort)
+                self.addCleanup(simulator.stop)
+            caFile = os.path.abspath(self.mktemp())
+            with open(caFile, "wb") as f:
+                f.write(certificates.caPEM)
+            settings = Settings("localhost", ports[0], caFile=caFile,
+                                credentials=Credentials(demo.clientId, demo.clientSecret, demo.accessToken))
+            status = io.StringIO()
+            worker = SharedAccountsService(settings, ["EURUSD"], server.url, "g", status, reactor, lease=3.0,
+                                           endpoints={False: ("localhost", ports[0]), True: ("localhost", ports[1])})
+            worker.startService()
+            self.addCleanup(worker.stopService)
+            link = RedisLink(server.url, reactor)
+            link.start()
+            self.addCleanup(link.stop)
+            await link.whenConnected()
+            accountIds = demo.accountIds  # 2000001 demo, 2000002 live (the same in both simulators)
+
+            async def streaming() -> bool:
+                for account in accountIds:
+                    if not await readStream(link, f"ctrader:{{{account}}}:spot"):
+                        return False
+                return True
+
+            deadline = time.monotonic() + 20
+            while not await streaming():
+                self.assertLess(time.monotonic(), deadline, status.getvalue())
+                await sleep(0.1)
+            authorized = [sorted(a for s in sim.sessions for a in s.accounts) for sim in (demo, live)]
+            self.assertEqual(authorized, [[accountIds[0]], [accountIds[1]]])
+            self.assertEqual(len(worker.connections), 2)
+            self.assertIn(f"through localhost:{ports[1]}", status.getvalue())
 
         return run(go())

@@ -2,8 +2,10 @@
 """A worker of a group sharing accounts: :class:`SharedAccountsService`.
 
 What ``twistd -n ctrader --symbols ... --redis URL --group NAME`` runs. The
-worker connects to the Open API (one connection, paced to that
-connection's rate limits), joins the group through
+worker keeps one Open API connection per endpoint (with ``--host demo`` or
+``live``: demo accounts through the demo host, live accounts through the
+live host; with any other host, everything through it), each paced to that
+connection's rate limits. It joins the group through
 :class:`~ctrader_twisted.redis.leases.AccountLeases`, and for each account
 it holds: authorizes it, resolves the symbols on it, subscribes to its spots
 (and live bars, depth), backfills the deals of the handover window (from the
@@ -18,10 +20,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -29,6 +32,7 @@ from ..cli.connect import Connection
 from ..cli.jsonlines import EventFormatter, isoTime
 from ..cli.options import parsePeriod
 from ..cli.status import StreamError, describeError, say
+from ..endpoints import EndPoints
 from ..messages.OpenApiMessages_pb2 import ProtoOAExecutionEvent
 from ..messages.OpenApiModelMessages_pb2 import ProtoOAExecutionType
 from .leases import AccountLeases
@@ -56,6 +60,9 @@ class SharedAccountsService(MultiService):
     :param depth: also depth quotes.
     :param publisherOptions: more :class:`~ctrader_twisted.redis.publisher.StreamPublisher` options.
     :param workerId: this worker's id (default: host, pid, random).
+    :param endpoints: ``(host, port)`` for demo (``False``) and live
+        (``True``) accounts; by default the official demo and live hosts when
+        *settings* names one of them, else the configured host for all.
     """
 
     _log = Logger()
@@ -75,6 +82,7 @@ class SharedAccountsService(MultiService):
         connectTimeout: float | None = 30.0,
         publisherOptions: dict[str, Any] | None = None,
         workerId: str | None = None,
+        endpoints: Mapping[bool, tuple[str, int]] | None = None,
     ) -> None:
         super().__init__()
         if not symbols:
@@ -90,7 +98,17 @@ class SharedAccountsService(MultiService):
         self.workerId = workerId
         self.sink = RedisSink(redisURL, reactor, self._say, **(publisherOptions or {}))
         self.publisher = self.sink.publisher
+        #: the first connection (the configured host): lists the accounts
         self.connection = Connection(reactor, settings, timeout=connectTimeout)
+        if endpoints is None and settings.host in (EndPoints.PROTOBUF_DEMO_HOST, EndPoints.PROTOBUF_LIVE_HOST):
+            endpoints = {False: (EndPoints.PROTOBUF_DEMO_HOST, settings.port),
+                         True: (EndPoints.PROTOBUF_LIVE_HOST, settings.port)}
+        self.endpoints = dict(endpoints or {})
+        self.connectTimeout = connectTimeout
+        #: open connections by (host, port)
+        self.connections: dict[tuple[str, int], Connection] = {}
+        self.live: dict[int, bool] = {}
+        self._opening: dict[tuple[str, int], Deferred[Connection]] = {}
         self.leases: AccountLeases | None = None
         self.formatter: EventFormatter | None = None
         self.subscribed: dict[int, list[int]] = {}
@@ -128,16 +146,22 @@ class SharedAccountsService(MultiService):
 
     async def _start(self) -> None:
         connection = self.connection
-        client = connection.start()
-        self.addService(client)
-        self._say(f"worker connecting to {connection.where} over {connection.transport}")
-        await connection.connect()
-        accounts = list(self.settings.accountIds)
-        if not accounts:
-            accounts = [int(a.ctidTraderAccountId) for a in await connection.listAccounts()]
+        self.formatter = EventFormatter({}, self.settings.simulated, lambda: int(self.reactor.seconds() * 1000))
+        await self._open(connection)
+        listed = await connection.listAccounts()
+        self.live = {int(a.ctidTraderAccountId): bool(a.isLive) for a in listed}
+        accounts = list(self.settings.accountIds) or list(self.live)
         if not accounts:
             raise StreamError("the access token grants no trading account")
-        self.formatter = EventFormatter({}, self.settings.simulated, lambda: int(self.reactor.seconds() * 1000))
+        self.leases = AccountLeases(self.sink.link, self.reactor, self.group, accounts, self._acquire, self._release,
+                                    lease=self.lease, workerId=self.workerId, prefix=self.publisher.prefix)
+        self._say(f"worker {self.leases.workerId} joined group {self.group} sharing {len(accounts)} accounts "
+                  f"(lease {self.lease:g} s)")
+        self.leases.start()
+
+    async def _open(self, connection: Connection) -> Connection:
+        """Start *connection*, listen to its events, wait for its session."""
+        client = connection.start()
         for payload, listener in (
             ("ProtoOASpotEvent", self._onSpot),
             ("ProtoOADepthEvent", self._onDepth),
@@ -145,11 +169,26 @@ class SharedAccountsService(MultiService):
             ("ProtoOAOrderErrorEvent", self._onOrderError),
         ):
             client.addListener(payload, listener)
-        self.leases = AccountLeases(self.sink.link, self.reactor, self.group, accounts, self._acquire, self._release,
-                                    lease=self.lease, workerId=self.workerId, prefix=self.publisher.prefix)
-        self._say(f"worker {self.leases.workerId} joined group {self.group} sharing {len(accounts)} accounts "
-                  f"(lease {self.lease:g} s)")
-        self.leases.start()
+        self.connections[(connection.host, connection.port)] = connection
+        self.addService(client)
+        self._say(f"worker connecting to {connection.where} over {connection.transport}")
+        await connection.connect()
+        return connection
+
+    async def connectionFor(self, account: int) -> Connection:
+        """The connection of *account*'s endpoint (opened on first use)."""
+        where = self.endpoints.get(self.live.get(account, False))
+        if where is None or where == (self.connection.host, self.connection.port):
+            return self.connection
+        if where in self.connections:
+            return self.connections[where]
+        opening = self._opening.get(where)
+        if opening is None:
+            settings = replace(self.settings, host=where[0], port=where[1])
+            connection = Connection(self.reactor, settings, timeout=self.connectTimeout)
+            opening = self._opening[where] = ensureDeferred(self._open(connection))
+            opening.addBoth(lambda result: (self._opening.pop(where, None), result)[1])
+        return await opening
 
     def stopService(self) -> Deferred[None]:
         """Give the leases back (the others take over at once), then stop."""
@@ -157,7 +196,7 @@ class SharedAccountsService(MultiService):
         d = leases.stop(release=True) if leases is not None else succeed(None)
         d.addErrback(lambda f: self._log.failure("Releasing the leases failed", f))
         d.addCallback(lambda _: super(SharedAccountsService, self).stopService())
-        d.addCallback(lambda _: ensureDeferred(self.connection.close()))
+        d.addCallback(lambda _: DeferredList([ensureDeferred(c.close()) for c in list(self.connections.values())]))
         d.addCallback(lambda _: self.sink.stop())
 
         def stopped(_: Any) -> None:
@@ -173,12 +212,13 @@ class SharedAccountsService(MultiService):
         return self.leases is not None and account in self.leases.held
 
     async def _acquire(self, account: int) -> None:
-        client = self.connection.client
+        connection = await self.connectionFor(account)
+        client = connection.client
         assert client is not None and self.formatter is not None
-        await client.authorizeAccount(account, self.connection.accessToken)
-        resolved, byId = await self.connection.resolveSymbols(account, self.symbolNames)
+        await client.authorizeAccount(account, connection.accessToken)
+        resolved, byId = await connection.resolveSymbols(account, self.symbolNames)
         self.formatter.symbols[account] = byId
-        await self._backfill(account)
+        await self._backfill(account, connection)
         ids = [s.symbolId for s in resolved]
         await client.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=ids,
                              subscribeToSpotTimestamp=True)
@@ -190,14 +230,14 @@ class SharedAccountsService(MultiService):
             await client.request("ProtoOASubscribeDepthQuotesReq", ctidTraderAccountId=account, symbolId=ids)
         self.subscribed[account] = ids
         self._leaseEvent(account, "acquired", None)
-        self._say(f"streaming account {account} ({', '.join(s.name for s in resolved)})")
+        self._say(f"streaming account {account} ({', '.join(s.name for s in resolved)}) through {connection.where}")
 
-    async def _backfill(self, account: int) -> None:
+    async def _backfill(self, account: int, connection: Connection) -> None:
         """Publish the deals made since the last execution event in the stream (a handover window)."""
         since = await self._lastExecutionTime(account)
         if since is None:
             return
-        client = self.connection.client
+        client = connection.client
         assert client is not None and self.formatter is not None
         now = int(self.reactor.seconds() * 1000)
         res = await client.request("ProtoOADealListReq", ctidTraderAccountId=account, fromTimestamp=since - 1000,
@@ -231,7 +271,7 @@ class SharedAccountsService(MultiService):
 
     async def _release(self, account: int, reason: str) -> None:
         ids = self.subscribed.pop(account, None)
-        client = self.connection.client
+        client = (await self.connectionFor(account)).client
         self._leaseEvent(account, "released", reason)
         self._say(f"account {account} no longer streamed here ({reason})")
         if client is None or not client.isReady:
