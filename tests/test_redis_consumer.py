@@ -47,7 +47,7 @@ class ConsumerTests(TestCase):
         return subprocess.Popen(
             [sys.executable, "-m", "ctrader_twisted.cli", "consume", "--redis", url, "--group", "recorders",
              "--account", "2000001", "--kinds", "spot", "--consumer", "c1", "--output", output, "--count", str(count),
-             "--read-count", "2"],
+             "--read-count", "1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=str(ROOT),
         )
 
@@ -57,7 +57,7 @@ class ConsumerTests(TestCase):
 
         async def go() -> None:
             server = startServer(self)
-            await publishSpots(server.url, 30_000, batch=3000)
+            await publishSpots(server.url, 30_000, batch=1000)
             output = os.path.abspath(self.mktemp())
             link = RedisLink(server.url, reactor)
             link.start()
@@ -68,9 +68,9 @@ class ConsumerTests(TestCase):
             # the instant between an XACK and the next read).
             pendingSeen: list[int] = []
             writtenUnacked: list[int] = []
-            threshold = 4_000
+            threshold = 3_000
             while sum(1 for n in pendingSeen if n) < 2 or not any(writtenUnacked):
-                self.assertLess(len(pendingSeen), 8, f"pending after each kill: {pendingSeen}, {writtenUnacked}")
+                self.assertLess(len(pendingSeen), 9, f"pending after each kill: {pendingSeen}, {writtenUnacked}")
                 process = self.consume(server.url, output)
                 await waitFor(lambda: os.path.exists(output) and _lines(output) >= threshold, 30,
                               f"{threshold} lines written")
@@ -84,7 +84,7 @@ class ConsumerTests(TestCase):
                         keys.update(e.key for e in decodeEntry(SPOT, entryId, fields))
                 with open(output) as f:
                     writtenUnacked.append(sum(1 for line in f if line.endswith("\n") and json.loads(line)["key"] in keys))
-                threshold += 4_000
+                threshold += 3_000
             # The last run is told how many are left: it stops once all are written.
             process = self.consume(server.url, output, 30_000 - _lines(output))
             deadline = time.monotonic() + 30
