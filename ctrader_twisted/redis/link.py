@@ -12,7 +12,7 @@ the publisher, the consumer and the leases need on top:
 * :meth:`RedisLink.execute`: any command, by name and arguments (Streams
   commands such as ``XADD`` with explicit ids, ``XREADGROUP``,
   ``XAUTOCLAIM`` and ``XINFO`` go through it; txredisapi has no helpers for
-  them), failing at once with :class:`RedisUnavailable` while there is no
+  them), failing at once with :class:`~ctrader_twisted.redis.errors.RedisUnavailable` while there is no
   connection instead of waiting for one.
 
 txredisapi imports the global reactor when it is imported: it is imported
@@ -220,7 +220,7 @@ class RedisLink:
         """Send one command (``"XADD", key, ...``); its Deferred fires with the reply.
 
         Commands are pipelined: each is written at once, replies come in order.
-        Fails with :class:`RedisUnavailable` at once while not connected (or
+        Fails with :class:`~ctrader_twisted.redis.errors.RedisUnavailable` at once while not connected (or
         when the connection is lost before the reply), with txredisapi's
         ``ResponseError`` when Redis answers with an error.
         """

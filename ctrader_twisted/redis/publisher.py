@@ -26,7 +26,7 @@ idempotency key; :meth:`~StreamPublisher.publishEvent` works them out from a
   per symbol (per bar for bars) until the backlog has drained to half, then
   a ``gap`` marker with the number dropped is published, followed by the
   latest values. Execution and account events are never dropped: they wait,
-  and :attr:`~StreamPublisher.say` reports how many.
+  and the ``say`` callable reports how many.
 * **Retention.** ``XADD ... MAXLEN ~ <n>`` per kind (``maxlen``).
 
 Everything runs on the injected clock; Redis is reached through a
@@ -276,7 +276,7 @@ class StreamPublisher:
 
     def whenDrained(self) -> Deferred[None]:
         """A Deferred firing once every event published so far is acknowledged
-        (batches are closed at once), or failing with :class:`PublisherStopped`."""
+        (batches are closed at once), or failing with :class:`~ctrader_twisted.redis.errors.PublisherStopped`."""
         self._closeAll()
         self._pump()
         if self._isDrained():

@@ -25,7 +25,7 @@ class RedisSink:
     :param url: the Redis URL (its password never shows).
     :param reactor: the reactor.
     :param say: where the user's one-line status messages go.
-    :param publisherOptions: more :class:`StreamPublisher` keyword arguments
+    :param publisherOptions: more :class:`~ctrader_twisted.redis.publisher.StreamPublisher` keyword arguments
         (``prefix``, ``maxlen``...).
     """
 

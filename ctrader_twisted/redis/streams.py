@@ -154,7 +154,7 @@ class Event:
 
     @property
     def data(self) -> dict[str, Any]:
-        """The JSON line, parsed (prices as :class:`~decimal.Decimal`: exact)."""
+        """The JSON line, parsed (prices as ``Decimal``: exact)."""
         from decimal import Decimal
 
         value: dict[str, Any] = json.loads(self.line, parse_float=Decimal)

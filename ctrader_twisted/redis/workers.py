@@ -119,7 +119,7 @@ class SharedAccountsService(MultiService):
         say(self.status, text)
 
     def whenDone(self) -> Deferred[None]:
-        """Fires when the service has stopped; fails with :class:`StreamError` after a fatal error."""
+        """Fires when the service has stopped; fails with ``StreamError`` (a one-line reason) after a fatal error."""
         if self._error is not None:
             d: Deferred[None] = Deferred()
             d.errback(self._error)
