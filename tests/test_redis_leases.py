@@ -154,3 +154,21 @@ class LeaseClockTests(SynchronousTestCase):
             self.assertIn("lease", str(caught.exception))
         self.assertRaises(RedisConfigError, AccountLeases, link, clock, "a{b}", [1], print, print)
         self.assertRaises(RedisConfigError, AccountLeases, link, clock, "g", [], print, print)
+
+
+class StuckTickTests(SynchronousTestCase):
+    def test_stuckTickReplaced(self) -> None:
+        """A tick whose command never gets an answer is cancelled once a lease
+        could have expired, and the next tick starts anew."""
+        clock, link = Clock(), FakeLink()
+        link.connect()
+        link.paused = True  # Redis takes the command and never answers
+        leases = AccountLeases(link, clock, "g", [1], lambda a: None, lambda a, why: None, lease=6.0, workerId="w")
+        leases.start()
+        self.assertEqual(len(link.held), 1)
+        clock.advance(3)  # ticks at 1, 2, 3 s: the first still waits
+        self.assertEqual(len(link.held), 1)
+        clock.advance(2)  # 5 s > 4 s (two thirds of the lease): cancelled, a new tick sent
+        self.assertEqual(len(link.held), 2)
+        self.flushLoggedErrors()
+        self.successResultOf(leases.stop(release=False))

@@ -41,7 +41,7 @@ import socket
 import uuid
 from typing import Any, Callable, Sequence
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -144,6 +144,7 @@ class AccountLeases:
         self._renewed: dict[int, float] = {}
         self._loop: LoopingCall | None = None
         self._ticking: Deferred[None] | None = None
+        self._tickStarted = 0.0
 
     def __repr__(self) -> str:
         return f"<AccountLeases {self.workerId} in {self.group}: holds {sorted(self.held)}>"
@@ -162,15 +163,26 @@ class AccountLeases:
 
     def _tickOnce(self) -> None:
         if self._ticking is not None:
-            return  # the previous tick still waits on Redis or on a callback
-        self._ticking = ensureDeferred(self.tick())
-        self._ticking.addErrback(self._tickFailed).addBoth(self._ticked)
+            stuck = self.clock.seconds() - self._tickStarted
+            if stuck < self.ttl:
+                return  # the previous tick still waits on Redis or on a callback
+            # No answer for longer than a lease lives: give up on that tick (its
+            # leases may have expired; the next tick finds out) and start anew.
+            self._log.warn("Lease tick of {worker} got no answer for {s:.1f} s: starting a new one",
+                           worker=self.workerId, s=stuck)
+            self._ticking.cancel()
+        self._tickStarted = self.clock.seconds()
+        ticking = self._ticking = ensureDeferred(self.tick())
+        ticking.addErrback(self._tickFailed).addBoth(self._ticked, ticking)
 
-    def _ticked(self, _: Any) -> None:
-        self._ticking = None
+    def _ticked(self, _: Any, ticking: Deferred[None]) -> None:
+        if self._ticking is ticking:
+            self._ticking = None
 
     def _tickFailed(self, failure: Any) -> None:
-        if not failure.check(RedisUnavailable):
+        if failure.check(RedisUnavailable):
+            self._log.debug("Lease tick of {worker}: {why}", worker=self.workerId, why=failure.getErrorMessage())
+        elif not failure.check(CancelledError):
             self._log.failure("Lease tick failed", failure)
         self._expireUnrenewed()
 
