@@ -45,16 +45,21 @@ class LeaseTests(TestCase):
         await link.whenConnected()
         return link
 
+    async def twoWorkers(self, link: RedisLink, lease: float = 10.0) -> tuple[Worker, Worker]:
+        """Workers a and b, after two ticks each: the accounts are shared."""
+        a, b = Worker(link, "a", lease), Worker(link, "b", lease)
+        for _ in range(2):
+            await a.leases.tick()
+            await b.leases.tick()
+        return a, b
+
     def test_fairShareAndHandover(self) -> Any:
         """Two workers split the accounts by rendezvous hashing; a third joins and
         takes exactly its share, handed over by the others."""
 
         async def go() -> None:
             link = await self.link()
-            a, b = Worker(link, "a"), Worker(link, "b")
-            for _ in range(2):
-                await a.leases.tick()
-                await b.leases.tick()
+            a, b = await self.twoWorkers(link)
             self.assertEqual(a.leases.held | b.leases.held, set(ACCOUNTS))
             self.assertFalse(a.leases.held & b.leases.held)
             for account in ACCOUNTS:
@@ -80,10 +85,7 @@ class LeaseTests(TestCase):
 
         async def go() -> None:
             link = await self.link()
-            a, b = Worker(link, "a", lease=0.9), Worker(link, "b", lease=0.9)  # keys live 0.6 s
-            for _ in range(2):
-                await a.leases.tick()
-                await b.leases.tick()
+            a, b = await self.twoWorkers(link, lease=0.9)  # keys live 0.6 s
             dead = set(a.leases.held)
             self.assertTrue(dead)
             await b.leases.tick()
@@ -116,10 +118,7 @@ class LeaseTests(TestCase):
 
         async def go() -> None:
             link = await self.link()
-            a, b = Worker(link, "a"), Worker(link, "b")
-            for _ in range(2):
-                await a.leases.tick()
-                await b.leases.tick()
+            a, b = await self.twoWorkers(link)
             await a.leases.stop()
             self.assertEqual(a.leases.held, set())
             self.assertEqual(await link.execute("ZRANGE", membersKey("g"), 0, -1), ["b"])

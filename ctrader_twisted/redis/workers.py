@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TextIO
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
@@ -162,13 +163,8 @@ class SharedAccountsService(MultiService):
     async def _open(self, connection: Connection) -> Connection:
         """Start *connection*, listen to its events, wait for its session."""
         client = connection.start()
-        for payload, listener in (
-            ("ProtoOASpotEvent", self._onSpot),
-            ("ProtoOADepthEvent", self._onDepth),
-            ("ProtoOAExecutionEvent", self._onExecution),
-            ("ProtoOAOrderErrorEvent", self._onOrderError),
-        ):
-            client.addListener(payload, listener)
+        for payload, format in _FORMATS.items():
+            client.addListener(payload, partial(self._onEvent, format))
         self.connections[(connection.host, connection.port)] = connection
         self.addService(client)
         self._say(f"worker connecting to {connection.where} over {connection.transport}")
@@ -294,25 +290,18 @@ class SharedAccountsService(MultiService):
 
     # --- events ------------------------------------------------------------------------
 
-    def _onSpot(self, event: Any) -> None:
+    def _onEvent(self, format: Callable[[EventFormatter, Any], list[dict[str, Any]]], event: Any) -> None:
+        """An Open API event of an account held here: publish its lines."""
         if self._held(int(event.ctidTraderAccountId)):
             assert self.formatter is not None
-            for line in self.formatter.spot(event):
+            for line in format(self.formatter, event):
                 self.publisher.publishEvent(line)
 
-    def _onDepth(self, event: Any) -> None:
-        if self._held(int(event.ctidTraderAccountId)):
-            assert self.formatter is not None
-            self.publisher.publishEvent(self.formatter.depth(event))
 
-    def _onExecution(self, event: Any) -> None:
-        if self._held(int(event.ctidTraderAccountId)):
-            assert self.formatter is not None
-            self.publisher.publishEvent(self.formatter.execution(event))
-
-    def _onOrderError(self, event: Any) -> None:
-        if self._held(int(event.ctidTraderAccountId)):
-            assert self.formatter is not None
-            self.publisher.publishEvent(self.formatter.orderError(event))
-
-
+#: The events published, and how each becomes lines.
+_FORMATS: dict[str, Callable[[EventFormatter, Any], list[dict[str, Any]]]] = {
+    "ProtoOASpotEvent": lambda f, e: f.spot(e),
+    "ProtoOADepthEvent": lambda f, e: [f.depth(e)],
+    "ProtoOAExecutionEvent": lambda f, e: [f.execution(e)],
+    "ProtoOAOrderErrorEvent": lambda f, e: [f.orderError(e)],
+}
