@@ -236,6 +236,15 @@ class PublisherTests(SynchronousTestCase):
         self.clock.advance(2)
         self.assertEqual(sum("unreachable" in s for s in self.said), 2)
 
+    def test_neverConnectedStatusLines(self) -> None:
+        """Redis unreachable from the start: the waiting execution events are reported too."""
+        link = FakeLink()
+        publisher = StreamPublisher(link, self.clock, say=self.said.append, statusInterval=2)
+        publisher.publish(7, "exec", "7:exec:deal:1", "{}")
+        self.clock.advance(0.01)  # the batch closes
+        self.clock.advance(2)
+        self.assertIn("Redis unreachable: 1 execution/account events waiting (never dropped)", self.said)
+
     def test_stopReportsUndelivered(self) -> None:
         """stop() waits for the backlog at most timeout seconds, then says what is left."""
         publisher = self.publisher()

@@ -16,7 +16,9 @@
 See ``docs/scaling.rst``.
 """
 
+from .consumer import StreamConsumer
 from .errors import PublisherStopped, RedisConfigError, RedisSinkError, RedisUnavailable
+from .leases import AccountLeases
 from .link import RedisLink, RedisURL, parseRedisURL
 from .publisher import PublisherStats, StreamPublisher
 from .streams import KINDS, Event, eventKey, kindOf, streamName
@@ -27,6 +29,8 @@ __all__ = [
     "parseRedisURL",
     "StreamPublisher",
     "PublisherStats",
+    "StreamConsumer",
+    "AccountLeases",
     "Event",
     "KINDS",
     "streamName",

@@ -431,6 +431,8 @@ class StreamPublisher:
         stream.batches.append(batch)
         if stream.synced and stream not in self._active:
             self._active.append(stream)
+        if not self.link.connected and not self._stopped:
+            self._scheduleStatus()  # never connected yet: say what waits
 
     def _pump(self) -> None:
         if self._stopped or not self.link.connected:
