@@ -76,13 +76,13 @@ def _freePort() -> int:
         return int(s.getsockname()[1])
 
 
-def _ping(port: int, timeout: float = 0.5, password: bool = False) -> bool:
-    """Whether the server answers (with a password set, a NOAUTH error is an answer)."""
+def _ping(port: int, timeout: float = 0.5, authRequired: bool = False) -> bool:
+    """Whether the server answers (when it requires a password, a NOAUTH error is an answer)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
             reply = s.recv(64)
-            return reply.startswith(b"+PONG") or (password and reply.startswith(b"-NOAUTH"))
+            return reply.startswith(b"+PONG") or (authRequired and reply.startswith(b"-NOAUTH"))
     except OSError:
         return False
 
@@ -162,7 +162,7 @@ class RedisServer:
             if self.process.poll() is not None:
                 raise RedisServerError(f"{os.path.basename(self.binary)} exited with status "
                                        f"{self.process.returncode} at start; see {self.logPath}")
-            if _ping(self.port, password="--requirepass" in self.extraArgs):
+            if _ping(self.port, authRequired="--requirepass" in self.extraArgs):
                 return
             time.sleep(0.02)
         self.kill()
