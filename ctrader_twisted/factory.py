@@ -39,6 +39,7 @@ from .errors import (
     NotConnectedError,
     NotSentError,
     OpenApiError,
+    RateLimitError,
     SilentConnectionError,
 )
 from .framing import DEFAULT_MAX_MESSAGE_SIZE
@@ -47,7 +48,7 @@ from .keepalive import HEARTBEAT_FRAME, KeepAlive
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .outbox import Outbox
 from .protobuf import Protobuf, encodeEnvelope, payloadTypeOf
-from .ratelimit import RateLimiter
+from .ratelimit import DEFAULT_MARGIN, RateLimiter
 from .requests import Correlator, Request
 from .tcp import TcpProtocol
 
@@ -129,6 +130,12 @@ class Factory(ClientFactory):
         received for this many seconds (``None``: never).
     :param handshakeTimeout: seconds allowed from the TCP connection to ready
         (TLS handshake, and WebSocket opening handshake).
+    :param retryRateLimited: write a request refused for a rate limit
+        (``REQUEST_FREQUENCY_EXCEEDED``, ``BLOCKED_PAYLOAD_TYPE``: the server
+        did not act on it) again after a hold, instead of failing it.
+    :param rateLimitMargin: seconds added to each one-second rate window, so
+        that requests paced by their writes stay under the limit where the
+        server counts their arrivals.
     :param client: the :class:`~ctrader_twisted.client.Client` this core
         serves (the official SDK's ``Factory.forProtocol(protocol,
         client=client)``); its clock, host and port are the defaults.
@@ -153,6 +160,8 @@ class Factory(ClientFactory):
         useTLS: bool = True,
         silenceTimeout: float | None = 60.0,
         handshakeTimeout: float | None = 30.0,
+        retryRateLimited: bool = True,
+        rateLimitMargin: float = DEFAULT_MARGIN,
         client: Any = None,
     ) -> None:
         if client is not None:
@@ -186,11 +195,19 @@ class Factory(ClientFactory):
         self.requests = Correlator(clock, onForget=self._forget, onRefused=self._refused)
         self.outbox = Outbox(
             clock,
-            RateLimiter(clock, requestsPerSecond, historicalRequestsPerSecond),
+            RateLimiter(clock, requestsPerSecond, historicalRequestsPerSecond, margin=rateLimitMargin),
             maxQueuedRequests,
             self.requests.written,
         )
         self.dispatcher = Dispatcher(self.requests)
+        #: Whether a request refused with ``REQUEST_FREQUENCY_EXCEEDED`` or
+        #: ``BLOCKED_PAYLOAD_TYPE`` is written again (after a hold) rather
+        #: than failed; at most :attr:`maxRateLimitRetries` times.
+        self.retryRateLimited = retryRateLimited
+        self.maxRateLimitRetries = 8
+        #: Requests written again after a rate-limit refusal (a count for logs
+        #: and benchmarks: it should stay 0).
+        self.rateLimitRetries = 0
         #: Whether requests waiting to be written survive a lost connection
         #: (set by the client while it runs), or fail at once.
         self.keepQueuedOnDisconnect = False
@@ -421,9 +438,40 @@ class Factory(ClientFactory):
         self.outbox.forget(request)
 
     def _refused(self, request: Request, error: OpenApiError) -> bool:
-        if isinstance(error, BlockedPayloadTypeError) and error.retryAfter:
-            self.outbox.limiter.block(request.payloadType, float(error.retryAfter))
-        return False
+        """An error answered *request*: when it is a rate-limit refusal (the
+        server did not act on the request), hold its payload type and write
+        it again later, up to :attr:`maxRateLimitRetries` times and within
+        its own deadline."""
+        if not isinstance(error, RateLimitError):
+            return False
+        limiter = self.outbox.limiter
+        name = Protobuf.name(request.payloadType)
+        if isinstance(error, BlockedPayloadTypeError):
+            asked = error.retryAfter
+            hold = limiter.block(request.payloadType, float(asked) if asked else 1.0)
+            if asked is not None and asked > hold:
+                self._log.warn(
+                    "The server blocked {name} for {asked} s; holding it {hold} s (the maximum)",
+                    name=name,
+                    asked=asked,
+                    hold=hold,
+                )
+        else:
+            hold = limiter.backoff(request.payloadType)
+        if not self.retryRateLimited or request.attempts > self.maxRateLimitRetries:
+            return False
+        self._log.warn(
+            "{name} (clientMsgId {clientMsgId}) refused with {code}; writing it again in {hold} s (retry {n})",
+            name=name,
+            clientMsgId=request.clientMsgId,
+            code=error.errorCode,
+            hold=round(hold, 3),
+            n=request.attempts,
+        )
+        self.rateLimitRetries += 1
+        self.requests.unwritten(request)
+        self.outbox.requeue(request)
+        return True
 
     # --- connection life (IFrameReceiver) ----------------------------------------------
 

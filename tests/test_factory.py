@@ -24,15 +24,18 @@ from ctrader_twisted.errors import (
     InvalidMessageError,
     NotEnoughMoneyError,
     NotSentError,
+    NotSentTimeout,
     OpenApiError,
     OutcomeUnknownError,
     QueueFullError,
+    RateLimitError,
     RequestTimeout,
     SilentConnectionError,
     UnknownMessageError,
     UnsupportedMessageError,
 )
 from ctrader_twisted.factory import HEARTBEAT_FRAME, Factory
+from ctrader_twisted.ratelimit import MAX_BLOCK_SECONDS, RateLimiter
 from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoErrorRes, ProtoMessage
 from ctrader_twisted.messages.OpenApiMessages_pb2 import (
     ProtoOAErrorRes,
@@ -108,7 +111,7 @@ class CorrelationTests(CoreTestCase):
 
     def test_generatedIdsAreNeverReused(self) -> None:
         # The official SDK used id(deferred), which CPython reuses.
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, None, None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, None, None)
         for _ in range(500):
             d = self.factory.request("VersionReq", responseTimeoutInSeconds=0.001)
             self.clock.advance(0.01)
@@ -211,6 +214,7 @@ class ErrorMappingTests(CoreTestCase):
         self.assertNotIn("s3cret-value", str(error) + repr(error))
 
     def test_errorFieldsAreCarried(self) -> None:
+        self.factory.retryRateLimited = False
         d = self.factory.request("VersionReq")
         self.server.reply(
             self.lastRequest(),
@@ -348,7 +352,7 @@ class TimeoutTests(CoreTestCase):
     def test_timeoutCountsFromTheWriteNotFromSend(self) -> None:
         # The official SDK started the clock at send(), so queued requests
         # timed out before being written.
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None, margin=0)
         first = self.factory.request("VersionReq", responseTimeoutInSeconds=2)
         second = self.factory.request("VersionReq", responseTimeoutInSeconds=2)
         self.flush()
@@ -375,7 +379,7 @@ class CancellationTests(CoreTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [c for c in self.clock.getDelayedCalls() if c.active()])
 
     def test_cancelledQueuedRequestIsNeverWritten(self) -> None:
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None, margin=0)
         self.factory.request("VersionReq")
         queued = self.factory.request("VersionReq", clientMsgId="never")
         queued.cancel()
@@ -391,7 +395,7 @@ class CancellationTests(CoreTestCase):
 
     def test_cancelledRequestsDoNotStarveHeartbeats(self) -> None:
         # The official SDK sent no heartbeat for 50 s with 300 cancelled requests queued.
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=5, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=5, historicalRequestsPerSecond=None, margin=0)
         for _ in range(300):
             d = self.factory.request("VersionReq")
             d.addErrback(lambda f: None)
@@ -418,7 +422,7 @@ class DisconnectTests(CoreTestCase):
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
 
     def test_queuedRequestsFailAsNotSent(self) -> None:
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None, margin=0)
         sent = self.factory.request("VersionReq")
         queued = self.factory.request("VersionReq")
         self.flush()
@@ -560,19 +564,30 @@ class RateLimitTests(CoreTestCase):
         self.assertEqual(len(self.server.requests()), 50)
 
     def test_fiftyPerSecond(self) -> None:
+        """50 requests go at once; the next 50 once the oldest left the
+        window of 1 s plus the 0.1 s margin for uneven arrivals."""
         for _ in range(120):
             self.factory.request("VersionReq", responseTimeoutInSeconds=None)
         self.flush()
         self.assertEqual(len(self.server.requests()), 50)
-        self.clock.advance(0.5)
+        self.clock.advance(1.0)
         self.flush()
         self.assertEqual(len(self.server.requests()), 50)
-        self.clock.advance(0.5)
+        self.clock.advance(0.1)
         self.flush()
         self.assertEqual(len(self.server.requests()), 100)
-        self.clock.advance(1)
+        self.clock.advance(1.1)
         self.flush()
         self.assertEqual(len(self.server.requests()), 120)
+
+    def test_noMarginCountsWholeSeconds(self) -> None:
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=50, margin=0)
+        for _ in range(60):
+            self.factory.request("VersionReq", responseTimeoutInSeconds=None)
+        self.flush()
+        self.clock.advance(1.0)
+        self.flush()
+        self.assertEqual(len(self.server.requests()), 60)
 
     def test_historicalFivePerSecondDoesNotHoldOtherRequests(self) -> None:
         for _ in range(7):
@@ -583,26 +598,84 @@ class RateLimitTests(CoreTestCase):
         types = [m.payloadType for m in self.server.requests()]
         self.assertEqual(types.count(2137), 5)
         self.assertIn(2104, types)
-        self.clock.advance(1)
+        self.clock.advance(1.1)
         self.flush()
         self.assertEqual([m.payloadType for m in self.server.requests()].count(2137), 7)
 
     def test_blockedPayloadTypeHeldForRetryAfter(self) -> None:
-        d = self.factory.request("VersionReq")
+        """A BLOCKED_PAYLOAD_TYPE answer holds that payload type for its
+        retryAfter, other types go on, and the refused request is written
+        again when the hold ends (the server did not act on it)."""
+        d = self.factory.request("VersionReq", clientMsgId="first", responseTimeoutInSeconds=10)
         self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="BLOCKED_PAYLOAD_TYPE", retryAfter=3))
         self.flush()
-        self.failureResultOf(d, BlockedPayloadTypeError)
+        self.assertNoResult(d)
         held = self.factory.request("VersionReq", clientMsgId="held")
         other = self.factory.request("AssetClassListReq", ctidTraderAccountId=1, clientMsgId="other")
         self.flush()
         ids = [m.clientMsgId for m in self.server.requests()]
-        self.assertIn("other", ids)
-        self.assertNotIn("held", ids)
+        self.assertEqual(ids, ["first", "other"])
         self.clock.advance(3)
         self.flush()
-        self.assertIn("held", [m.clientMsgId for m in self.server.requests()])
+        self.assertEqual([m.clientMsgId for m in self.server.requests()][2:], ["first", "held"])
+        self.server.reply(self.server.requests()[2], ProtoOAVersionRes(version="91"))
+        self.flush()
+        self.assertEqual(self.successResultOf(d).version, "91")
         self.assertNoResult(held)
         self.assertNoResult(other)
+        self.assertEqual(self.factory.rateLimitRetries, 1)
+
+    def test_blockedWithoutRetryFails(self) -> None:
+        self.factory.retryRateLimited = False
+        d = self.factory.request("VersionReq")
+        self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="BLOCKED_PAYLOAD_TYPE", retryAfter=3))
+        self.flush()
+        self.failureResultOf(d, BlockedPayloadTypeError)
+
+    def test_absurdRetryAfterIsBounded(self) -> None:
+        """A retryAfter of 1e12 s holds the type for MAX_BLOCK_SECONDS only,
+        and a request held by it still fires within its own timeout."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        d = self.factory.request("VersionReq", clientMsgId="first")
+        self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="BLOCKED_PAYLOAD_TYPE", retryAfter=10**12))
+        self.flush()
+        held = self.factory.request("VersionReq", clientMsgId="held", responseTimeoutInSeconds=2)
+        self.clock.advance(2)
+        self.failureResultOf(held, NotSentTimeout)
+        self.assertNoResult(d)  # the refused one waits under its own deadline (from its write)
+        self.clock.advance(3)
+        self.failureResultOf(d, NotSentTimeout)
+        self.assertTrue(self.factory.limiter.isBlocked(2104))
+        self.clock.advance(MAX_BLOCK_SECONDS)
+        self.assertFalse(self.factory.limiter.isBlocked(2104))
+        self.assertIn("the maximum", " ".join(str(e.get("log_format")) for e in events))
+
+    def test_frequencyExceededIsRetriedWithBackoff(self) -> None:
+        d = self.factory.request("VersionReq", clientMsgId="a", responseTimeoutInSeconds=30)
+        for n in range(3):
+            self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="REQUEST_FREQUENCY_EXCEEDED"))
+            self.flush()
+            self.assertNoResult(d)
+            written = len(self.server.requests())
+            self.clock.advance(0.25 * 2**n - 0.01)
+            self.flush()
+            self.assertEqual(len(self.server.requests()), written)
+            self.clock.advance(0.01)
+            self.flush()
+            self.assertEqual(len(self.server.requests()), written + 1)
+        self.server.reply(self.lastRequest(), ProtoOAVersionRes(version="91"))
+        self.flush()
+        self.successResultOf(d)
+
+    def test_retriesAreBounded(self) -> None:
+        self.factory.maxRateLimitRetries = 2
+        d = self.factory.request("VersionReq", responseTimeoutInSeconds=None)
+        for _ in range(3):
+            self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="REQUEST_FREQUENCY_EXCEEDED"))
+            self.clock.advance(8)
+            self.flush()
+        self.failureResultOf(d, RateLimitError)
+        self.assertEqual(len(self.server.requests()), 3)
 
     def test_queueIsBounded(self) -> None:
         factory = Factory(TcpProtocol, self.clock, maxQueuedRequests=3)
