@@ -49,6 +49,8 @@ __all__ = [
     "NotSentError",
     "NotSentTimeout",
     "NotConnectedError",
+    "NotReadyError",
+    "AccountLostError",
     "SilentConnectionError",
     "HandshakeTimeoutError",
     "ServerDisconnectError",
@@ -395,6 +397,35 @@ class ServerDisconnectError(CTraderError):
 
 class NotConnectedError(CTraderError):
     """The client is not running or has no connection to send on."""
+
+
+class NotReadyError(NotConnectedError, defer.TimeoutError):
+    """The client did not become ready in the time given to
+    ``Client.whenReady(timeout)``.
+
+    :ivar lastFailure: why the last connection attempt failed, when one did
+        (its text is in the message).
+    """
+
+    def __init__(self, seconds: float, lastFailure: BaseException | None = None) -> None:
+        self.seconds = seconds
+        self.lastFailure = lastFailure
+        why = f"; the last attempt failed: {lastFailure}" if lastFailure is not None else ""
+        super().__init__(f"the client was not ready within {seconds:g} s{why}")
+
+
+class AccountLostError(CTraderError):
+    """Accounts were dropped for good while the session was restored (their
+    tokens were refused and could not be renewed): ``whenReady()`` reports
+    them; the session is ready without them.
+
+    :ivar accounts: ``ctidTraderAccountId`` -> the error that dropped it.
+    """
+
+    def __init__(self, accounts: dict[int, CTraderError]) -> None:
+        self.accounts = dict(accounts)
+        parts = "; ".join(f"account {a}: {e}" for a, e in sorted(self.accounts.items()))
+        super().__init__(f"{len(self.accounts)} account(s) dropped while restoring the session ({parts})")
 
 
 class QueueFullError(CTraderError):

@@ -24,7 +24,7 @@ import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 from google.protobuf.message import Message
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ClientFactory
 from twisted.logger import Logger
@@ -300,18 +300,23 @@ class Factory(ClientFactory):
 
     # --- sending -----------------------------------------------------------------------
 
-    def encode(self, message: Any, clientMsgId: str | None = None, **fields: Any) -> Encoded:
+    def encode(self, message: Any, clientMsgId: str | None = None, *, validate: bool = True, **fields: Any) -> Encoded:
         """Check the arguments of a request and serialize it.
 
         :param message: a message object, a ready ``ProtoMessage``, or a
             class, name, short name or payload type to build with *fields*.
+        :param validate: check the message as :meth:`Protobuf.build
+            <ctrader_twisted.protobuf.Protobuf.build>` does (required fields,
+            positive volumes). ``False`` is the official SDK's ``send``: no
+            check of field values (the server answers bad ones), and *fields*
+            given beside a message object are ignored.
         :raises UnknownMessageError, InvalidMessageError: bad arguments (the
             error names the problem).
         """
         if clientMsgId is not None and (not isinstance(clientMsgId, str) or not clientMsgId):
             raise InvalidMessageError(f"clientMsgId must be a non-empty string, got {clientMsgId!r}")
         if isinstance(message, ProtoMessage):
-            if fields:
+            if fields and validate:
                 raise InvalidMessageError("fields cannot be given with a ready ProtoMessage")
             if not message.HasField("payloadType"):
                 raise InvalidMessageError("ProtoMessage is missing its payloadType")
@@ -319,13 +324,19 @@ class Factory(ClientFactory):
             if clientMsgId is None and message.HasField("clientMsgId") and message.clientMsgId:
                 clientMsgId = message.clientMsgId
             return Encoded(message.payloadType, message.payload, clientMsgId, None)
-        payload = Protobuf.build(message, **fields)
+        if validate:
+            payload = Protobuf.build(message, **fields)
+        elif isinstance(message, Message):
+            payload = message
+        else:
+            payload = Protobuf.get(message, **fields)
         payloadType = payloadTypeOf(payload)
         if payloadType is None:
             raise InvalidMessageError(
                 f"{payload.DESCRIPTOR.name} is not a request message (it has no payloadType)"
             )
-        return Encoded(payloadType, payload.SerializeToString(), clientMsgId, payload)
+        data = payload.SerializeToString() if validate else payload.SerializePartialToString()
+        return Encoded(payloadType, data, clientMsgId, payload)
 
     def submit(
         self,
@@ -335,29 +346,29 @@ class Factory(ClientFactory):
         raw: bool = True,
         priority: bool = False,
     ) -> Deferred[Any]:
-        """Send a request made by :meth:`encode`; see :meth:`send`.
-
-        :raises InvalidMessageError: a bad timeout.
-        :raises DuplicateClientMsgIdError: its ``clientMsgId`` is already pending.
-        :raises QueueFullError: too many requests wait to be written.
-        """
-        if responseTimeoutInSeconds is ...:
-            timeout = self.responseTimeout
-        else:
-            timeout = checkTimeout(responseTimeoutInSeconds)
-        request = self.requests.create(
-            encoded.payloadType,
-            encoded.payload,
-            encoded.clientMsgId,
-            raw=raw,
-            timeout=timeout,
-            priority=priority,
-        )
+        """Send a request made by :meth:`encode`; see :meth:`send`. Problems
+        (a bad timeout, a duplicate ``clientMsgId``, a full queue) fail the
+        returned Deferred."""
+        try:
+            if responseTimeoutInSeconds is ...:
+                timeout = self.responseTimeout
+            else:
+                timeout = checkTimeout(responseTimeoutInSeconds)
+            request = self.requests.create(
+                encoded.payloadType,
+                encoded.payload,
+                encoded.clientMsgId,
+                raw=raw,
+                timeout=timeout,
+                priority=priority,
+            )
+        except CTraderError as e:
+            return fail(e)
         try:
             self.outbox.submit(request)
-        except CTraderError:
+        except CTraderError as e:
             self._abandon(request)
-            raise
+            return fail(e)
         return request.deferred
 
     def _abandon(self, request: Request) -> None:
@@ -391,19 +402,25 @@ class Factory(ClientFactory):
             decoded payload and errbacks error answers with
             :class:`~ctrader_twisted.errors.OpenApiError` subclasses.
         :param priority: write even while user traffic is held (session restore).
-        :raises UnknownMessageError, InvalidMessageError: bad message, fields or timeout.
-        :raises DuplicateClientMsgIdError: *clientMsgId* is already pending.
-        :raises QueueFullError: too many requests wait to be written.
         :returns: a Deferred; it fails with
-            :class:`~ctrader_twisted.errors.RequestTimeout` (no answer in
-            time after the write), :class:`~ctrader_twisted.errors.NotSentTimeout`
-            (not written in time),
-            :class:`~ctrader_twisted.errors.OutcomeUnknownError` (connection
-            lost after the request was written),
+            :class:`~ctrader_twisted.errors.UnknownMessageError` or
+            :class:`~ctrader_twisted.errors.InvalidMessageError` (bad message,
+            fields or timeout: nothing is written),
+            :class:`~ctrader_twisted.errors.DuplicateClientMsgIdError`
+            (*clientMsgId* is already pending),
+            :class:`~ctrader_twisted.errors.QueueFullError` (too many requests
+            wait to be written), :class:`~ctrader_twisted.errors.RequestTimeout`
+            (no answer in time after the write),
+            :class:`~ctrader_twisted.errors.NotSentTimeout` (not written in
+            time), :class:`~ctrader_twisted.errors.OutcomeUnknownError`
+            (connection lost after the request was written),
             :class:`~ctrader_twisted.errors.NotSentError` (never written) or an
             :class:`~ctrader_twisted.errors.OpenApiError` (``raw=False`` only).
         """
-        encoded = self.encode(message, clientMsgId, **fields)
+        try:
+            encoded = self.encode(message, clientMsgId, validate=not raw, **fields)
+        except CTraderError as e:
+            return fail(e)
         return self.submit(encoded, responseTimeoutInSeconds, raw=raw, priority=priority)
 
     def request(

@@ -106,7 +106,7 @@ class RateLimiter:
         if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
             raise ValueError(f"margin must be a non-negative number of seconds, got {margin!r}")
         self._clock = clock
-        window = period + margin
+        window = self._window = period + margin
         self._general = _Window(requestsPerSecond, window) if requestsPerSecond else None
         self._historical = _Window(historicalRequestsPerSecond, window) if historicalRequestsPerSecond else None
         self.historicalPayloadTypes = historicalPayloadTypes
@@ -117,6 +117,11 @@ class RateLimiter:
     def requestsPerSecond(self) -> int | None:
         """The general limit (``None``: unlimited)."""
         return self._general.limit if self._general is not None else None
+
+    @requestsPerSecond.setter
+    def requestsPerSecond(self, limit: int | None) -> None:
+        period = self._window
+        self._general = _Window(limit, period) if limit else None
 
     def wait(self, payloadType: int) -> float:
         """Seconds to wait before a request of *payloadType* may be written (0: now)."""

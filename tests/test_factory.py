@@ -132,7 +132,7 @@ class CorrelationTests(CoreTestCase):
         d = self.factory.request("VersionReq", clientMsgId="dup")
         self.flush()
         count = len(self.server.requests())
-        self.assertRaises(DuplicateClientMsgIdError, self.factory.request, "VersionReq", clientMsgId="dup")
+        self.failureResultOf(self.factory.request("VersionReq", clientMsgId="dup"), DuplicateClientMsgIdError)
         self.flush()
         self.assertEqual(len(self.server.requests()), count)
         # the first request is untouched and can still complete
@@ -270,40 +270,41 @@ class BadArgumentTests(CoreTestCase):
         self.assertEqual(self.server.requests(), [])
 
     def test_unknownName(self) -> None:
-        e = self.assertRaises(UnknownMessageError, self.factory.request, "AccountsListReq")
+        e = self.failureResultOf(self.factory.request("AccountsListReq"), UnknownMessageError).value
         self.assertIn("AccountsListReq", str(e))
         self.assertNothingWritten()
 
     def test_unknownField(self) -> None:
-        e = self.assertRaises(InvalidMessageError, self.factory.request, "VersionReq", colour="red")
+        e = self.failureResultOf(self.factory.request("VersionReq", colour="red"), InvalidMessageError).value
         self.assertIn("colour", str(e))
         self.assertNothingWritten()
 
     def test_missingRequiredField(self) -> None:
-        e = self.assertRaises(InvalidMessageError, self.factory.request, "AccountAuthReq", ctidTraderAccountId=1)
+        d = self.factory.request("AccountAuthReq", ctidTraderAccountId=1)
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertIn("accessToken", str(e))
         self.assertNothingWritten()
 
     def test_negativeVolume(self) -> None:
-        e = self.assertRaises(
-            InvalidMessageError, self.factory.request, "NewOrderReq",
-            ctidTraderAccountId=1, symbolId=1, orderType=1, tradeSide=1, volume=-5,
-        )
+        d = self.factory.request("NewOrderReq", ctidTraderAccountId=1, symbolId=1, orderType=1, tradeSide=1, volume=-5)
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertIn("volume", str(e))
         self.assertNothingWritten()
 
     def test_wrongTypeDoesNotEchoValue(self) -> None:
-        e = self.assertRaises(InvalidMessageError, self.factory.request, "ApplicationAuthReq",
-                              clientId="x", clientSecret=12345678)
+        d = self.factory.request("ApplicationAuthReq", clientId="x", clientSecret=12345678)
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertNotIn("12345678", str(e))
         self.assertNothingWritten()
 
     def test_badTimeout(self) -> None:
-        self.assertRaises(InvalidMessageError, self.factory.request, "VersionReq", responseTimeoutInSeconds=-1)
+        for bad in (-1, 0, float("nan"), float("inf"), "5", True):
+            self.failureResultOf(self.factory.request("VersionReq", responseTimeoutInSeconds=bad), InvalidMessageError)
         self.assertNothingWritten()
 
     def test_eventMessageWithoutPayloadType(self) -> None:
-        self.assertRaises(InvalidMessageError, self.factory.request, "ProtoOASymbol", symbolId=1, digits=5, pipPosition=4)
+        d = self.factory.request("ProtoOASymbol", symbolId=1, digits=5, pipPosition=4)
+        self.failureResultOf(d, InvalidMessageError)
         self.assertNothingWritten()
 
 
@@ -681,7 +682,7 @@ class RateLimitTests(CoreTestCase):
         factory = Factory(TcpProtocol, self.clock, maxQueuedRequests=3)
         for _ in range(3):
             factory.request("VersionReq")  # not connected: all queued
-        e = self.assertRaises(QueueFullError, factory.request, "VersionReq")
+        e = self.failureResultOf(factory.request("VersionReq"), QueueFullError).value
         self.assertIn("maxQueuedRequests=3", str(e))
         factory.failQueued(NotSentError("test over"))
         self.flushLoggedErrors()
@@ -738,10 +739,8 @@ class RepeatedVolumeTests(CoreTestCase):
         self.factory.request("ExpectedMarginReq", ctidTraderAccountId=1, symbolId=1, volume=[100, 200])
         self.flush()
         self.assertEqual(self.server.requests()[-1].payloadType, 2139)
-        e = self.assertRaises(
-            InvalidMessageError, self.factory.request, "ExpectedMarginReq",
-            ctidTraderAccountId=1, symbolId=1, volume=[100, 0],
-        )
+        d = self.factory.request("ExpectedMarginReq", ctidTraderAccountId=1, symbolId=1, volume=[100, 0])
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertIn("volume", str(e))
 
 
@@ -755,7 +754,7 @@ class QueuedCancellationTests(SynchronousTestCase):
         first.cancel()
         self.failureResultOf(first, CancelledError)
         third = factory.request("VersionReq")  # the cancelled one's place is free
-        self.assertRaises(QueueFullError, factory.request, "VersionReq")
+        self.failureResultOf(factory.request("VersionReq"), QueueFullError)
         client, server, pump = connectInMemory(factory, clock)
         self.assertEqual(len(server.requests()), 2)
         for d in (second, third):
