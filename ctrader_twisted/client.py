@@ -38,6 +38,7 @@ from .errors import (
     NotSentError,
     OpenApiError,
     ServerDisconnectError,
+    wireText,
 )
 from .factory import Encoded, Factory, checkTimeout
 from .framing import DEFAULT_MAX_MESSAGE_SIZE
@@ -46,9 +47,14 @@ from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .session import AccountState, Session
 from .tcp import TcpProtocol
 
-__all__ = ["Client"]
+__all__ = ["Client", "MAX_MAINTENANCE_WAIT"]
 
 _DEFAULT: Any = ...
+
+#: The longest wait before reconnecting that a maintenance answer can set,
+#: seconds, whatever end time it gives: the client then tries again (and
+#: waits again if the maintenance goes on).
+MAX_MAINTENANCE_WAIT = 3600.0
 
 #: Requests whose success changes what a reconnect restores.
 _TRACKED = frozenset(
@@ -590,9 +596,13 @@ class Client(ClientService):
             self._log.failure("Unexpected error while restoring the session", failure)
         self.restoreFailures += 1
         if isinstance(error, OpenApiError) and error.maintenanceEndTimestamp:
-            self._notBefore = _maintenanceEnd(error)
+            now = self.clock.seconds()
+            end = _maintenanceEnd(error)
+            self._notBefore = min(end, now + MAX_MAINTENANCE_WAIT)
             self._log.warn(
-                "Server under maintenance; reconnecting after {end}", end=error.maintenanceEndTimestamp
+                "Server under maintenance until {end} (as sent); reconnecting in {wait} s",
+                end=error.maintenanceEndTimestamp,
+                wait=round(max(0.0, self._notBefore - now), 3),
             )
         self._log.warn(
             "Session restore failed ({error}); reconnecting (failure {n})",
@@ -676,8 +686,9 @@ class Client(ClientService):
 
     def _serverDisconnected(self, event: Any) -> None:
         self.restoreFailures += 1
-        self._log.warn("The server ended the session: {reason}", reason=event.reason or "no reason given")
-        self.factory.abortConnection(ServerDisconnectError(event.reason or "ProtoOAClientDisconnectEvent"))
+        reason = wireText(event.reason) or "no reason given"
+        self._log.warn("The server ended the session: {reason}", reason=reason)
+        self.factory.abortConnection(ServerDisconnectError(f"ProtoOAClientDisconnectEvent: {reason}"))
 
     def _tokensInvalidated(self, event: Any) -> None:
         for accountId in event.ctidTraderAccountIds:
@@ -687,7 +698,7 @@ class Client(ClientService):
             self._log.warn(
                 "Access token of account {account} invalidated: {reason}",
                 account=accountId,
-                reason=event.reason or "no reason given",
+                reason=wireText(event.reason) or "no reason given",
             )
             self._reauthorize(account)
 

@@ -62,6 +62,7 @@ __all__ = [
     "InvalidMessageError",
     "DuplicateClientMsgIdError",
     "errorFromPayload",
+    "wireText",
     "ERROR_PAYLOAD_TYPES",
 ]
 
@@ -276,6 +277,16 @@ def _optional(payload: Message, field: str) -> Any:
         return None
 
 
+def wireText(value: Any) -> str:
+    """A string field from the wire as text. The protobuf runtime hands out
+    ``bytes`` for a string that is not valid UTF-8; those bytes are decoded
+    with replacement characters, so that no text from a peer can break
+    formatting, logging or ``str()`` of an error."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
+
+
 def errorFromPayload(payload: Message, clientMsgId: str | None = None) -> OpenApiError:
     """Build the typed exception for a decoded error message.
 
@@ -286,12 +297,12 @@ def errorFromPayload(payload: Message, clientMsgId: str | None = None) -> OpenAp
         the error code (:class:`OrderError` for other order errors,
         :class:`OpenApiError` otherwise).
     """
-    code = getattr(payload, "errorCode", "") or "UNKNOWN_ERROR"
+    code = wireText(getattr(payload, "errorCode", "")) or "UNKNOWN_ERROR"
     isOrderError = payload.DESCRIPTOR.name == "ProtoOAOrderErrorEvent"
     cls = _BY_CODE.get(code, OrderError if isOrderError else OpenApiError)
     return cls(
         code,
-        getattr(payload, "description", ""),
+        wireText(getattr(payload, "description", "")),
         payload=payload,
         ctidTraderAccountId=_optional(payload, "ctidTraderAccountId"),
         maintenanceEndTimestamp=_optional(payload, "maintenanceEndTimestamp"),
