@@ -108,6 +108,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("unknown trend bar period", "--symbols", "EURUSD", "--trendbars", "M7")
         self.assertUsageError("--count must be a positive number", "--symbols", "EURUSD", "--count", "x")
         self.assertUsageError("--duration must be a positive number", "--symbols", "EURUSD", "--duration", "-1")
+        self.assertUsageError("--duration must be a positive number", "--symbols", "EURUSD", "--duration", "nan")
+        self.assertUsageError("--timeout must be a positive number", "--symbols", "EURUSD", "--timeout", "inf")
         self.assertUsageError("--port must be an integer", "--symbols", "EURUSD", "--port", "x")
         self.assertUsageError("no client id", "--symbols", "EURUSD", "--host", "demo")
         self.assertUsageError("cannot open", "--symbols", "EURUSD", "--output", "/nonexistent/dir/out.jsonl")
