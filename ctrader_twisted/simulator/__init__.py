@@ -21,7 +21,8 @@ Importing this package does not import the global reactor.
 
 from .certs import CertificateSet, loadOrMintCertificates, mintCertificates
 from .faults import Faults
-from .server import Listening, Simulator
+from .listening import Listening
+from .server import Simulator
 from .session import Session
 
 __all__ = [

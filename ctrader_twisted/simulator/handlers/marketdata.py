@@ -1,22 +1,23 @@
-# -*- test-case-name: tests.test_simulator -*-
-"""Market-data requests: spots, live trend bars, depth, history.
+# -*- test-case-name: tests.test_simulator_memory -*-
+"""Market-data requests: spots, live trend bars, depth, trend-bar and tick history.
 
-Subscriptions are per connection and per account (:class:`.session.Session`);
-prices come from :class:`.market.Market`. :func:`publish` is called by the
-simulator on every market tick to stream the subscribed events.
+Subscriptions are kept per connection and per account by the
+:class:`~ctrader_twisted.simulator.session.Session`; prices come from the
+:class:`~ctrader_twisted.simulator.market.Market`. The events of the
+subscriptions are streamed on every market tick by
+:mod:`ctrader_twisted.simulator.ticker`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from ..messages.OpenApiMessages_pb2 import (
+from ...messages.OpenApiMessages_pb2 import (
     ProtoOADepthEvent,
     ProtoOAGetTickDataReq,
     ProtoOAGetTickDataRes,
     ProtoOAGetTrendbarsReq,
     ProtoOAGetTrendbarsRes,
-    ProtoOASpotEvent,
     ProtoOASubscribeDepthQuotesReq,
     ProtoOASubscribeDepthQuotesRes,
     ProtoOASubscribeLiveTrendbarReq,
@@ -30,14 +31,15 @@ from ..messages.OpenApiMessages_pb2 import (
     ProtoOAUnsubscribeSpotsReq,
     ProtoOAUnsubscribeSpotsRes,
 )
-from ..messages.OpenApiModelMessages_pb2 import ProtoOATickData
-from .market import MAX_WINDOW_MS, PERIOD_MINUTES, SymbolState
-from .session import Session, handles
+from ...messages.OpenApiModelMessages_pb2 import ProtoOATickData
+from ..market import MAX_WINDOW_MS, PERIOD_MINUTES
+from .registry import Registry
 
 if TYPE_CHECKING:
-    from .server import Simulator
+    from ..accounts import Account
+    from ..session import Session
 
-__all__ = ["publish", "spotEvent", "MAX_TRENDBARS", "MAX_TICKS", "MAX_TICK_WINDOW_MS"]
+__all__ = ["HANDLERS", "MAX_TRENDBARS", "MAX_TICKS", "MAX_TICK_WINDOW_MS"]
 
 #: Most bars in one ``ProtoOAGetTrendbarsRes`` (``hasMore`` tells there are more).
 MAX_TRENDBARS = 5000
@@ -46,22 +48,12 @@ MAX_TICKS = 5000
 #: Longest tick-data window, ms (one week).
 MAX_TICK_WINDOW_MS = 604_800_000
 
-
-def spotEvent(
-    accountId: int, state: SymbolState, timestamp: int, bid: bool = True, ask: bool = True, sessionClose: bool = False
-) -> ProtoOASpotEvent:
-    """A spot event for *state*'s current prices (only the sides asked for)."""
-    event = ProtoOASpotEvent(ctidTraderAccountId=accountId, symbolId=state.symbolId, timestamp=timestamp)
-    if bid:
-        event.bid = state.bid
-    if ask:
-        event.ask = state.ask
-    if sessionClose:
-        event.sessionClose = state.sessionClose
-    return event
+#: The handlers of this module.
+HANDLERS = Registry()
 
 
-def _symbols(session: Session, ids: Iterable[int], accountId: int, clientMsgId: str | None) -> bool:
+def _knownSymbols(session: Session, ids: Iterable[int], accountId: int, clientMsgId: str | None) -> bool:
+    """Whether every symbol of *ids* exists; if not, ``SYMBOL_NOT_FOUND`` is answered."""
     symbols = session.simulator.market.symbols
     unknown = [i for i in ids if i not in symbols]
     if unknown:
@@ -70,10 +62,12 @@ def _symbols(session: Session, ids: Iterable[int], accountId: int, clientMsgId: 
     return True
 
 
-@handles(ProtoOASubscribeSpotsReq)
-def subscribeSpots(session: Session, req: ProtoOASubscribeSpotsReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None or not _symbols(session, req.symbolId, accountId, clientMsgId):
+@HANDLERS.handler(ProtoOASubscribeSpotsReq, account=True)
+def subscribeSpots(session: Session, account: Account, req: ProtoOASubscribeSpotsReq, clientMsgId: str | None) -> None:
+    """Subscribe to spots; the answer is followed by one event per symbol with
+    the current prices and the session close."""
+    accountId = account.ctidTraderAccountId
+    if not _knownSymbols(session, req.symbolId, accountId, clientMsgId):
         return
     subscribed = session.spots.setdefault(accountId, set())
     already = [i for i in req.symbolId if i in subscribed]
@@ -86,14 +80,15 @@ def subscribeSpots(session: Session, req: ProtoOASubscribeSpotsReq, clientMsgId:
     sim = session.simulator
     now = sim.nowMs()
     for symbolId in req.symbolId:
-        session.send(spotEvent(accountId, sim.market.symbols[symbolId], now, sessionClose=True))
+        session.send(sim.market.symbols[symbolId].spotEvent(accountId, now, sessionClose=True))
 
 
-@handles(ProtoOAUnsubscribeSpotsReq)
-def unsubscribeSpots(session: Session, req: ProtoOAUnsubscribeSpotsReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None:
-        return
+@HANDLERS.handler(ProtoOAUnsubscribeSpotsReq, account=True)
+def unsubscribeSpots(
+    session: Session, account: Account, req: ProtoOAUnsubscribeSpotsReq, clientMsgId: str | None
+) -> None:
+    """Unsubscribe from spots, and from the live trend bars of those symbols."""
+    accountId = account.ctidTraderAccountId
     subscribed = session.spots.get(accountId, set())
     missing = [i for i in req.symbolId if i not in subscribed]
     if missing:
@@ -104,10 +99,13 @@ def unsubscribeSpots(session: Session, req: ProtoOAUnsubscribeSpotsReq, clientMs
     session.send(ProtoOAUnsubscribeSpotsRes(ctidTraderAccountId=accountId), clientMsgId)
 
 
-@handles(ProtoOASubscribeLiveTrendbarReq)
-def subscribeLiveTrendbar(session: Session, req: ProtoOASubscribeLiveTrendbarReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None or not _symbols(session, [req.symbolId], accountId, clientMsgId):
+@HANDLERS.handler(ProtoOASubscribeLiveTrendbarReq, account=True)
+def subscribeLiveTrendbar(
+    session: Session, account: Account, req: ProtoOASubscribeLiveTrendbarReq, clientMsgId: str | None
+) -> None:
+    """Add the live bar of a period to a symbol's spot events (spots first)."""
+    accountId = account.ctidTraderAccountId
+    if not _knownSymbols(session, [req.symbolId], accountId, clientMsgId):
         return
     if req.symbolId not in session.spots.get(accountId, ()):
         session.oaError(
@@ -118,11 +116,12 @@ def subscribeLiveTrendbar(session: Session, req: ProtoOASubscribeLiveTrendbarReq
     session.send(ProtoOASubscribeLiveTrendbarRes(ctidTraderAccountId=accountId), clientMsgId)
 
 
-@handles(ProtoOAUnsubscribeLiveTrendbarReq)
-def unsubscribeLiveTrendbar(session: Session, req: ProtoOAUnsubscribeLiveTrendbarReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None:
-        return
+@HANDLERS.handler(ProtoOAUnsubscribeLiveTrendbarReq, account=True)
+def unsubscribeLiveTrendbar(
+    session: Session, account: Account, req: ProtoOAUnsubscribeLiveTrendbarReq, clientMsgId: str | None
+) -> None:
+    """Stop a live trend-bar subscription."""
+    accountId = account.ctidTraderAccountId
     key = (accountId, req.symbolId, req.period)
     if key not in session.trendbars:
         session.oaError("NOT_SUBSCRIBED_TO_SPOTS", "Not subscribed to these live trend bars", clientMsgId, accountId)
@@ -131,10 +130,13 @@ def unsubscribeLiveTrendbar(session: Session, req: ProtoOAUnsubscribeLiveTrendba
     session.send(ProtoOAUnsubscribeLiveTrendbarRes(ctidTraderAccountId=accountId), clientMsgId)
 
 
-@handles(ProtoOASubscribeDepthQuotesReq)
-def subscribeDepth(session: Session, req: ProtoOASubscribeDepthQuotesReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None or not _symbols(session, req.symbolId, accountId, clientMsgId):
+@HANDLERS.handler(ProtoOASubscribeDepthQuotesReq, account=True)
+def subscribeDepth(
+    session: Session, account: Account, req: ProtoOASubscribeDepthQuotesReq, clientMsgId: str | None
+) -> None:
+    """Subscribe to depth of market; a symbol whose book exists gets it at once."""
+    accountId = account.ctidTraderAccountId
+    if not _knownSymbols(session, req.symbolId, accountId, clientMsgId):
         return
     subscribed = session.depth.setdefault(accountId, set())
     already = [i for i in req.symbolId if i in subscribed]
@@ -150,11 +152,12 @@ def subscribeDepth(session: Session, req: ProtoOASubscribeDepthQuotesReq, client
             session.send(ProtoOADepthEvent(ctidTraderAccountId=accountId, symbolId=symbolId, newQuotes=state.book))
 
 
-@handles(ProtoOAUnsubscribeDepthQuotesReq)
-def unsubscribeDepth(session: Session, req: ProtoOAUnsubscribeDepthQuotesReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None:
-        return
+@HANDLERS.handler(ProtoOAUnsubscribeDepthQuotesReq, account=True)
+def unsubscribeDepth(
+    session: Session, account: Account, req: ProtoOAUnsubscribeDepthQuotesReq, clientMsgId: str | None
+) -> None:
+    """Stop depth subscriptions."""
+    accountId = account.ctidTraderAccountId
     subscribed = session.depth.get(accountId, set())
     missing = [i for i in req.symbolId if i not in subscribed]
     if missing:
@@ -164,10 +167,11 @@ def unsubscribeDepth(session: Session, req: ProtoOAUnsubscribeDepthQuotesReq, cl
     session.send(ProtoOAUnsubscribeDepthQuotesRes(ctidTraderAccountId=accountId), clientMsgId)
 
 
-@handles(ProtoOAGetTrendbarsReq)
-def getTrendbars(session: Session, req: ProtoOAGetTrendbarsReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None or not _symbols(session, [req.symbolId], accountId, clientMsgId):
+@HANDLERS.handler(ProtoOAGetTrendbarsReq, account=True)
+def getTrendbars(session: Session, account: Account, req: ProtoOAGetTrendbarsReq, clientMsgId: str | None) -> None:
+    """Complete historical bars of a window (the newest :data:`MAX_TRENDBARS`, or ``count``)."""
+    accountId = account.ctidTraderAccountId
+    if not _knownSymbols(session, [req.symbolId], accountId, clientMsgId):
         return
     if req.period not in PERIOD_MINUTES:
         session.commonError("INVALID_REQUEST", f"unknown trend bar period {req.period}", clientMsgId)
@@ -203,10 +207,11 @@ def getTrendbars(session: Session, req: ProtoOAGetTrendbarsReq, clientMsgId: str
     )
 
 
-@handles(ProtoOAGetTickDataReq)
-def getTickData(session: Session, req: ProtoOAGetTickDataReq, clientMsgId: str | None) -> None:
-    accountId = req.ctidTraderAccountId
-    if session.account(req, clientMsgId) is None or not _symbols(session, [req.symbolId], accountId, clientMsgId):
+@HANDLERS.handler(ProtoOAGetTickDataReq, account=True)
+def getTickData(session: Session, account: Account, req: ProtoOAGetTickDataReq, clientMsgId: str | None) -> None:
+    """Historical ticks of a window, newest first, then as differences."""
+    accountId = account.ctidTraderAccountId
+    if not _knownSymbols(session, [req.symbolId], accountId, clientMsgId):
         return
     fromMs, toMs = req.fromTimestamp, req.toTimestamp
     if fromMs < 0 or toMs <= fromMs or toMs - fromMs > MAX_TICK_WINDOW_MS:
@@ -232,40 +237,3 @@ def getTickData(session: Session, req: ProtoOAGetTickDataReq, clientMsgId: str |
             ticks.append(ProtoOATickData(timestamp=timestamp - previous[0], tick=price - previous[1]))
         previous = (timestamp, price)
     session.send(ProtoOAGetTickDataRes(ctidTraderAccountId=accountId, tickData=ticks, hasMore=hasMore), clientMsgId)
-
-
-def publish(simulator: Simulator, changed: dict[int, tuple[bool, bool]], newBooks: dict[int, list[int]]) -> None:
-    """Stream one market tick to the subscribed connections.
-
-    :param changed: symbol id to ``(bidChanged, askChanged)``.
-    :param newBooks: symbol id to the ids of the quotes the new book replaced.
-    """
-    now = simulator.nowMs()
-    market = simulator.market
-    for session in list(simulator.sessions):
-        for accountId, symbolIds in session.spots.items():
-            for symbolId in symbolIds:
-                bid, ask = changed.get(symbolId, (False, False))
-                periods = [p for (a, s, p) in session.trendbars if a == accountId and s == symbolId]
-                if not (bid or ask or periods):
-                    continue
-                state = market.symbols[symbolId]
-                event = spotEvent(accountId, state, now, bid, ask)
-                for period in sorted(periods):
-                    bar = state.liveBars.get(period)
-                    if bar is not None:
-                        event.trendbar.append(bar.toProto())
-                session.send(event)
-        for accountId, symbolIds in session.depth.items():
-            for symbolId in symbolIds:
-                if symbolId in newBooks:
-                    state = market.symbols[symbolId]
-                    session.send(
-                        ProtoOADepthEvent(
-                            ctidTraderAccountId=accountId,
-                            symbolId=symbolId,
-                            newQuotes=state.book,
-                            deletedQuotes=newBooks[symbolId],
-                        )
-                    )
-
