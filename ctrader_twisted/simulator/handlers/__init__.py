@@ -19,9 +19,9 @@ requests with.
 from __future__ import annotations
 
 from . import auth, marketdata, refdata, trading
-from .registry import AccountHandler, Handler, Registry, Route
+from .registry import Registry, Route
 
-__all__ = ["Registry", "Route", "Handler", "AccountHandler", "defaultRegistry"]
+__all__ = ["Registry", "Route", "defaultRegistry"]
 
 
 def defaultRegistry() -> Registry:

@@ -40,15 +40,9 @@ from google.protobuf.message import Message
 from ...protobuf import Protobuf
 
 if TYPE_CHECKING:
-    from ..accounts import Account
     from ..session import Session
 
-__all__ = ["Registry", "Route", "Handler", "AccountHandler"]
-
-#: ``handler(session, request, clientMsgId)``.
-Handler = Callable[["Session", Any, "str | None"], None]
-#: ``handler(session, account, request, clientMsgId)`` (``account=True``).
-AccountHandler = Callable[["Session", "Account", Any, "str | None"], None]
+__all__ = ["Registry", "Route"]
 
 _F = TypeVar("_F", bound=Callable[..., None])
 
@@ -58,7 +52,8 @@ class Route:
     """How one request type is handled.
 
     :ivar requestClass: the request message class (its payload type is the key).
-    :ivar function: the handler.
+    :ivar function: the handler: ``function(session, request, clientMsgId)``,
+        or ``function(session, account, request, clientMsgId)`` with :attr:`account`.
     :ivar account: whether the request names an account that must be
         authorized on the connection (the handler then gets the account).
     :ivar application: whether the connection must have authenticated its
