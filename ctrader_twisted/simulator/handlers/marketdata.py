@@ -10,7 +10,7 @@ subscriptions are streamed on every market tick by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ...messages.OpenApiMessages_pb2 import (
     ProtoOADepthEvent,
@@ -62,19 +62,54 @@ def _knownSymbols(session: Session, ids: Iterable[int], accountId: int, clientMs
     return True
 
 
+def _subscribe(
+    session: Session,
+    subscriptions: dict[int, set[int]],
+    what: str,
+    accountId: int,
+    symbolIds: Sequence[int],
+    clientMsgId: str | None,
+) -> bool:
+    """Add *symbolIds* to the account's *subscriptions* (the session's ``spots``
+    or ``depth``); false once ``SYMBOL_NOT_FOUND`` or ``ALREADY_SUBSCRIBED``
+    has been answered."""
+    if not _knownSymbols(session, symbolIds, accountId, clientMsgId):
+        return False
+    subscribed = subscriptions.setdefault(accountId, set())
+    already = [i for i in symbolIds if i in subscribed]
+    if already:
+        session.oaError("ALREADY_SUBSCRIBED", f"Already subscribed to {what} of {already}", clientMsgId, accountId)
+        return False
+    subscribed.update(symbolIds)
+    return True
+
+
+def _unsubscribe(
+    session: Session,
+    subscriptions: dict[int, set[int]],
+    what: str,
+    accountId: int,
+    symbolIds: Sequence[int],
+    clientMsgId: str | None,
+) -> bool:
+    """Remove *symbolIds* from the account's *subscriptions*; false once
+    ``NOT_SUBSCRIBED_TO_SPOTS`` has been answered (one is not subscribed)."""
+    subscribed = subscriptions.get(accountId, set())
+    missing = [i for i in symbolIds if i not in subscribed]
+    if missing:
+        session.oaError("NOT_SUBSCRIBED_TO_SPOTS", f"Not subscribed to {what} of {missing}", clientMsgId, accountId)
+        return False
+    subscribed.difference_update(symbolIds)
+    return True
+
+
 @HANDLERS.handler(ProtoOASubscribeSpotsReq, account=True)
 def subscribeSpots(session: Session, account: Account, req: ProtoOASubscribeSpotsReq, clientMsgId: str | None) -> None:
     """Subscribe to spots; the answer is followed by one event per symbol with
     the current prices and the session close."""
     accountId = account.ctidTraderAccountId
-    if not _knownSymbols(session, req.symbolId, accountId, clientMsgId):
+    if not _subscribe(session, session.spots, "spots", accountId, req.symbolId, clientMsgId):
         return
-    subscribed = session.spots.setdefault(accountId, set())
-    already = [i for i in req.symbolId if i in subscribed]
-    if already:
-        session.oaError("ALREADY_SUBSCRIBED", f"Already subscribed to spots of {already}", clientMsgId, accountId)
-        return
-    subscribed.update(req.symbolId)
     session.send(ProtoOASubscribeSpotsRes(ctidTraderAccountId=accountId), clientMsgId)
     # The "technical" first event with the current prices, as the real server sends.
     sim = session.simulator
@@ -89,12 +124,8 @@ def unsubscribeSpots(
 ) -> None:
     """Unsubscribe from spots, and from the live trend bars of those symbols."""
     accountId = account.ctidTraderAccountId
-    subscribed = session.spots.get(accountId, set())
-    missing = [i for i in req.symbolId if i not in subscribed]
-    if missing:
-        session.oaError("NOT_SUBSCRIBED_TO_SPOTS", f"Not subscribed to spots of {missing}", clientMsgId, accountId)
+    if not _unsubscribe(session, session.spots, "spots", accountId, req.symbolId, clientMsgId):
         return
-    subscribed.difference_update(req.symbolId)
     session.trendbars = {t for t in session.trendbars if not (t[0] == accountId and t[1] in req.symbolId)}
     session.send(ProtoOAUnsubscribeSpotsRes(ctidTraderAccountId=accountId), clientMsgId)
 
@@ -136,14 +167,8 @@ def subscribeDepth(
 ) -> None:
     """Subscribe to depth of market; a symbol whose book exists gets it at once."""
     accountId = account.ctidTraderAccountId
-    if not _knownSymbols(session, req.symbolId, accountId, clientMsgId):
+    if not _subscribe(session, session.depth, "depth", accountId, req.symbolId, clientMsgId):
         return
-    subscribed = session.depth.setdefault(accountId, set())
-    already = [i for i in req.symbolId if i in subscribed]
-    if already:
-        session.oaError("ALREADY_SUBSCRIBED", f"Already subscribed to depth of {already}", clientMsgId, accountId)
-        return
-    subscribed.update(req.symbolId)
     session.send(ProtoOASubscribeDepthQuotesRes(ctidTraderAccountId=accountId), clientMsgId)
     market = session.simulator.market
     for symbolId in req.symbolId:
@@ -158,12 +183,8 @@ def unsubscribeDepth(
 ) -> None:
     """Stop depth subscriptions."""
     accountId = account.ctidTraderAccountId
-    subscribed = session.depth.get(accountId, set())
-    missing = [i for i in req.symbolId if i not in subscribed]
-    if missing:
-        session.oaError("NOT_SUBSCRIBED_TO_SPOTS", f"Not subscribed to depth of {missing}", clientMsgId, accountId)
+    if not _unsubscribe(session, session.depth, "depth", accountId, req.symbolId, clientMsgId):
         return
-    subscribed.difference_update(req.symbolId)
     session.send(ProtoOAUnsubscribeDepthQuotesRes(ctidTraderAccountId=accountId), clientMsgId)
 
 
