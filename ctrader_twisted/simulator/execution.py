@@ -52,13 +52,13 @@ __all__ = [
     "marginFor",
     "commissionFor",
     "direction",
-    "opposite",
     "closingPrice",
     "openingPrice",
     "unrealizedGross",
     "freeMargin",
     "executionEvent",
     "execute",
+    "closingOrder",
     "closeEmptyPosition",
     "processTick",
 ]
@@ -117,11 +117,6 @@ def commissionFor(sim: Simulator, state: SymbolState, volume: int, price: float)
 def direction(side: ProtoOATradeSide) -> int:
     """1 for a buy, -1 for a sell: the sign of a price move that profits *side*."""
     return 1 if side == _BUY else -1
-
-
-def opposite(side: ProtoOATradeSide) -> ProtoOATradeSide:
-    """The side that closes a position of *side*."""
-    return ProtoOATradeSide.SELL if side == _BUY else _BUY
 
 
 def closingPrice(state: SymbolState, side: ProtoOATradeSide) -> float:
@@ -283,6 +278,35 @@ def execute(
     )
 
 
+def closingOrder(
+    account: Account,
+    position: Position,
+    volume: int,
+    orderType: ProtoOAOrderType,
+    timeInForce: ProtoOATimeInForce,
+    now: int,
+    stopPrice: float | None = None,
+    limitPrice: float | None = None,
+) -> Order:
+    """A new order of *account* that closes *volume* of *position* (not filled yet)."""
+    order = Order(
+        orderId=next(account.orderIds),
+        symbolId=position.symbolId,
+        tradeSide=ProtoOATradeSide.SELL if position.tradeSide == _BUY else _BUY,
+        volume=volume,
+        orderType=orderType,
+        openTimestamp=now,
+        positionId=position.positionId,
+        timeInForce=timeInForce,
+        stopPrice=stopPrice,
+        limitPrice=limitPrice,
+        closingOrder=True,
+        lastUpdate=now,
+    )
+    account.orders[order.orderId] = order
+    return order
+
+
 def closeEmptyPosition(account: Account, order: Order, now: int) -> Position | None:
     """The position of a pending *order* that ends unfilled; closed if the
     order was all it had (it never opened)."""
@@ -346,19 +370,8 @@ def processTick(sim: Simulator, account: Account) -> None:
         hitTake = position.takeProfit is not None and (price - position.takeProfit) * d >= 0
         if not (hitStop or hitTake):
             continue
-        order = Order(
-            orderId=next(account.orderIds),
-            symbolId=position.symbolId,
-            tradeSide=opposite(position.tradeSide),
-            volume=position.volume,
-            orderType=ProtoOAOrderType.STOP_LOSS_TAKE_PROFIT,
-            openTimestamp=now,
-            positionId=position.positionId,
-            timeInForce=ProtoOATimeInForce.GOOD_TILL_CANCEL,
-            stopPrice=position.stopLoss,
-            limitPrice=position.takeProfit,
-            closingOrder=True,
-            lastUpdate=now,
+        order = closingOrder(
+            account, position, position.volume, ProtoOAOrderType.STOP_LOSS_TAKE_PROFIT,
+            ProtoOATimeInForce.GOOD_TILL_CANCEL, now, stopPrice=position.stopLoss, limitPrice=position.takeProfit,
         )
-        account.orders[order.orderId] = order
         execute(sim, account, order, position, price, isServerEvent=True)

@@ -64,6 +64,7 @@ from ...messages.OpenApiModelMessages_pb2 import (
 from ..accounts import Order, Position
 from ..execution import (
     closeEmptyPosition,
+    closingOrder,
     closingPrice,
     commissionFor,
     direction,
@@ -72,7 +73,6 @@ from ..execution import (
     freeMargin,
     marginFor,
     openingPrice,
-    opposite,
     unrealizedGross,
 )
 from .registry import Registry
@@ -254,19 +254,7 @@ def closePosition(session: Session, account: Account, req: ProtoOAClosePositionR
         )
         return
     now = sim.nowMs()
-    order = Order(
-        orderId=next(account.orderIds),
-        symbolId=position.symbolId,
-        tradeSide=opposite(position.tradeSide),
-        volume=req.volume,
-        orderType=_MARKET,
-        openTimestamp=now,
-        positionId=position.positionId,
-        timeInForce=ProtoOATimeInForce.IMMEDIATE_OR_CANCEL,
-        closingOrder=True,
-        lastUpdate=now,
-    )
-    account.orders[order.orderId] = order
+    order = closingOrder(account, position, req.volume, _MARKET, ProtoOATimeInForce.IMMEDIATE_OR_CANCEL, now)
     executionEvent(sim, account, ProtoOAExecutionType.ORDER_ACCEPTED, session, clientMsgId, order, position)
     execute(sim, account, order, position, closingPrice(state, position.tradeSide), session, clientMsgId)
 
