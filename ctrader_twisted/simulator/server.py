@@ -110,6 +110,7 @@ class Simulator:
         self.faults = Faults(self)
         #: The request handlers (:func:`.handlers.defaultRegistry`).
         self.handlers: Registry = defaultRegistry()
+        #: The market clock: runs while any connection is open.
         self.ticker = Ticker(self)
         self._listening: list[Listening] = []
         self._lost: dict[Session, Deferred[None]] = {}
