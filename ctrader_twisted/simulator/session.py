@@ -84,7 +84,10 @@ class Session:
         self.received = 0
         self.written = 0
         self._clock = simulator.clock
-        self._limits = RateLimiter(self._clock, simulator.requestsPerSecond, simulator.historicalRequestsPerSecond)
+        # The server counts arrivals exactly: no margin.
+        self._limits = RateLimiter(
+            self._clock, simulator.requestsPerSecond, simulator.historicalRequestsPerSecond, margin=0
+        )
         self._heartbeat: LoopingCall | None = None
         self._idle: IDelayedCall | None = None
         self._delayed: set[IDelayedCall] = set()
