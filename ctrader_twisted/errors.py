@@ -23,6 +23,9 @@ from typing import Any
 from google.protobuf.message import Message
 from twisted.internet import defer
 
+from .messages.OpenApiCommonModelMessages_pb2 import ProtoPayloadType
+from .messages.OpenApiModelMessages_pb2 import ProtoOAPayloadType
+
 __all__ = [
     "CTraderError",
     "OpenApiError",
@@ -265,9 +268,15 @@ for _cls in list(globals().values()):
         for _code in _cls.codes:
             _BY_CODE[_code] = _cls
 
-#: Payload types whose messages are error answers: ``ProtoErrorRes`` (50),
-#: ``ProtoOAOrderErrorEvent`` (2132) and ``ProtoOAErrorRes`` (2142).
-ERROR_PAYLOAD_TYPES = frozenset({50, 2132, 2142})
+#: Payload types whose messages are error answers: ``ProtoErrorRes``,
+#: ``ProtoOAOrderErrorEvent`` and ``ProtoOAErrorRes``.
+ERROR_PAYLOAD_TYPES: frozenset[int] = frozenset(
+    {
+        ProtoPayloadType.ERROR_RES,
+        ProtoOAPayloadType.PROTO_OA_ORDER_ERROR_EVENT,
+        ProtoOAPayloadType.PROTO_OA_ERROR_RES,
+    }
+)
 
 
 def _optional(payload: Message, field: str) -> Any:
