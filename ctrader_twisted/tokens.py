@@ -96,7 +96,7 @@ def _token(value: Any, name: str) -> str:
         raise ValueError(f"{name} must be a non-empty string")
     if len(value) > MAX_TOKEN_LENGTH:
         raise ValueError(f"{name} is longer than {MAX_TOKEN_LENGTH} characters")
-    if not value.isprintable() or value != value.strip():
+    if not value.isprintable() or any(c.isspace() for c in value):
         raise ValueError(f"{name} holds spaces or control characters")
     return value
 
