@@ -413,7 +413,7 @@ class FileTokenStore:
         try:
             with open(path, "rb") as f:
                 raw = f.read(MAX_FILE_SIZE + 1)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no such file (save() says why it cannot write one)
             return None
         except OSError as error:
             raise TokenStoreError(f"cannot read token file {path}: {error.strerror or error}") from None
