@@ -42,3 +42,13 @@ class ExamplesTests(TestCase):
         out = yield self.runExample("place_order.py")
         self.assertRegex(out, r"execution: ORDER_ACCEPTED order \d+ position \d+")
         self.assertIn("refused: NOT_ENOUGH_MONEY", out)
+
+    @defer.inlineCallbacks
+    def test_oauthTokens(self) -> Any:
+        out = yield self.runExample("oauth_tokens.py")
+        self.assertEqual(out.splitlines()[1:], [
+            "authorized account 2000001",
+            "refreshed: the kept tokens changed: True",
+            "account 2000001 still authorized with the new token",
+        ])
+        self.assertRegex(out.splitlines()[0], r"^tokens kept; the access token expires \d{4}-\d\d-\d\d UTC$")
