@@ -485,7 +485,7 @@ def _readLimited(response: Any, deadline: float) -> bytes:
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_ANSWER_SIZE:
-            raise ValueError(f"the answer is larger than {MAX_ANSWER_SIZE} bytes")
+            raise TokenRequestError(f"the token service's answer is larger than {MAX_ANSWER_SIZE} bytes")
         chunks.append(chunk)
 
 

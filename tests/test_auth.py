@@ -418,6 +418,9 @@ class LoopbackTests(TestCase):
         page.status, page.body = 400, json.dumps({"errorCode": "ACCESS_DENIED", "description": "no"}).encode()
         answer = yield deferToThread(auth.refreshToken, "r", url)
         self.assertEqual(answer["errorCode"], "ACCESS_DENIED")
+        page.status, page.body = 200, b"{" + b" " * MAX_ANSWER_SIZE + b"}"
+        error = yield self.assertFailure(deferToThread(auth.refreshToken, "r", url), TokenRequestError)
+        self.assertIn("larger than", str(error))
 
         silent = reactor.listenTCP(0, Factory.forProtocol(_Silent), interface="127.0.0.1")
         self.addCleanup(silent.stopListening)

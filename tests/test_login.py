@@ -16,6 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 
@@ -123,7 +124,17 @@ class LoginTests(TestCase):
     @inlineCallbacks
     def test_loginKeepsTokensForTheNextCommands(self) -> Any:
         """The flow: URL printed, redirect received, code exchanged, tokens kept (0600),
-        accounts listed; then ``accounts`` runs on the kept tokens with none configured."""
+        accounts listed; then ``accounts`` runs on the kept tokens with none configured.
+        No secret, code or token reaches the log."""
+        logged: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            logged.append(formatEvent(event) or "")
+            if event.get("log_failure") is not None:
+                logged.append(event["log_failure"].getTraceback())
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         code, out, err = yield self.login()
         self.assertEqual(code, cli.EXIT_OK, err)
         self.assertEqual(self.browser.pages[0][0], 200)
@@ -140,6 +151,21 @@ class LoginTests(TestCase):
         self.assertEqual(code, cli.EXIT_OK, err)
         self.assertIn("2000001", out)
         self.assertNoSecrets(out, err)
+        self.assertTrue(any("Tokens of application" in line for line in logged))
+        self.assertNoSecrets(*logged)
+        self.assertFalse([line for line in logged if "sim-code-" in line])
+
+    @inlineCallbacks
+    def test_deadRefreshToken(self) -> Any:
+        """A refused access token whose refresh token is dead too: exit 1, one line, the token file untouched."""
+        a0, r0 = self.sim.addToken(self.sim.accountIds)
+        self.sim.revokeToken(a0)
+        environ = dict(self.environ, CTRADER_ACCESS_TOKEN=a0, CTRADER_REFRESH_TOKEN=r0)
+        code, _, err = yield self.call("symbols", "--ca-file", self.ca, environ=environ)
+        self.assertEqual(code, cli.EXIT_FAILURE)
+        self.assertIn("refused the access token", err)
+        self.assertEqual(len([line for line in err.splitlines() if "error" in line]), 1, err)
+        self.assertFalse(self.tokenFile.exists())
 
     @inlineCallbacks
     def test_loginReplacesConfiguredTokens(self) -> Any:

@@ -245,13 +245,17 @@ def _withQuery(uri: str, **values: str) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
 
-class _ConsentPage(Resource):
+class _ServicePage(Resource):
+    """A page of an :class:`OAuthService`."""
+
     isLeaf = True
 
     def __init__(self, service: OAuthService) -> None:
         super().__init__()
         self.service = service
 
+
+class _ConsentPage(_ServicePage):
     def render_GET(self, request: Request) -> bytes:
         service = self.service
         params = _params(request) or {}
@@ -273,13 +277,7 @@ class _ConsentPage(Resource):
         return b""
 
 
-class _TokenEndpoint(Resource):
-    isLeaf = True
-
-    def __init__(self, service: OAuthService) -> None:
-        super().__init__()
-        self.service = service
-
+class _TokenEndpoint(_ServicePage):
     def render_GET(self, request: Request) -> bytes:
         params = _params(request)
         if params is None:
