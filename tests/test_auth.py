@@ -36,7 +36,6 @@ from ctrader_twisted.auth import (
     TokenTimeoutError,
 )
 from ctrader_twisted.simulator import Simulator
-from ctrader_twisted.testing import SimulatedServer
 from ctrader_twisted.tokens import Tokens
 
 from .test_simulator_oauth import REDIRECT, OAuthHarness
