@@ -43,6 +43,15 @@ class ExamplesTests(TestCase):
         self.assertRegex(out, r"execution: ORDER_ACCEPTED order \d+ position \d+")
         self.assertIn("refused: NOT_ENOUGH_MONEY", out)
 
+    @defer.inlineCallbacks
+    def test_oauthTokens(self) -> Any:
+        out = yield self.runExample("oauth_tokens.py")
+        self.assertEqual(out.splitlines()[1:], [
+            "authorized account 2000001",
+            "refreshed: the kept tokens changed: True",
+            "account 2000001 still authorized with the new token",
+        ])
+        self.assertRegex(out.splitlines()[0], r"^tokens kept; the access token expires \d{4}-\d\d-\d\d UTC$")
 
 class TestingExampleTests(TestCase):
     """docs/examples/test_my_strategy.py is a test module users copy: it passes."""

@@ -5,9 +5,12 @@
 
     twistd -n ctrader --symbols EURUSD,XAUUSD [--host demo] [--websocket]
         [--account ID[,ID]] [--trendbars M1] [--depth] [--output FILE]
-        [--ca-file PEM] [--config PATH] [--count N] [--duration S]
+        [--ca-file PEM] [--config PATH] [--token-file PATH] [--count N] [--duration S]
 
-Without a host it streams from the bundled simulator, in-process. JSON lines
+Without a host it streams from the bundled simulator, in-process. With a
+host, tokens come from the token file when it holds newer ones than the
+configuration (``ctrader-twisted login`` writes it), and refreshed tokens are
+written back to it. JSON lines
 go to stdout (or ``--output``); status lines to stderr. When twistd would log
 to stdout (``-n`` without ``--logfile``), its log is sent to stderr instead,
 so stdout stays pure JSON lines.
@@ -72,6 +75,8 @@ class Options(usage.Options):
         ["client-secret", None, None, "Application client secret (prefer CTRADER_CLIENT_SECRET)."],
         ["access-token", None, None, "Access token (prefer CTRADER_ACCESS_TOKEN)."],
         ["refresh-token", None, None, "Refresh token (prefer CTRADER_REFRESH_TOKEN)."],
+        ["token-file", None, None,
+         "Token file: read at start, rewritten after each refresh (default ~/.config/ctrader-twisted/tokens.json)."],
     ]
     optFlags = [
         ["websocket", None, "Connect with wss:// instead of TLS TCP."],
@@ -121,6 +126,7 @@ class Options(usage.Options):
             "clientSecret": self["client-secret"],
             "accessToken": self["access-token"],
             "refreshToken": self["refresh-token"],
+            "tokenFile": self["token-file"],
         }
         self.settings: Settings = loadSettings(options, self.environ, self["config"])
 

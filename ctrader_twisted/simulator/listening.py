@@ -35,6 +35,7 @@ class Listening:
     :ivar caPEM: the same certificate in PEM form.
     :ivar host: the name the server certificate is issued for.
     :ivar ports: the listening ports (the simulator stops them).
+    :ivar httpPort: HTTPS port of the OAuth pages, or ``None``.
     """
 
     tlsPort: int | None
@@ -44,6 +45,17 @@ class Listening:
     caPEM: bytes
     host: str = "localhost"
     ports: list[IListeningPort] = field(default_factory=list, repr=False, compare=False)
+    httpPort: int | None = None
+
+    @property
+    def authUri(self) -> str | None:
+        """The consent page (``EndPoints.AUTH_URI`` of this simulator), or ``None``."""
+        return None if self.httpPort is None else f"https://{self.host}:{self.httpPort}/apps/auth"
+
+    @property
+    def tokenUri(self) -> str | None:
+        """The token endpoint (``EndPoints.TOKEN_URI`` of this simulator), or ``None``."""
+        return None if self.httpPort is None else f"https://{self.host}:{self.httpPort}/apps/token"
 
 
 def serverCertificates(certificate: CertificateSet | PrivateCertificate | tuple[bytes, ...] | None) -> CertificateSet:
@@ -78,6 +90,8 @@ def listen(
     plainPort: int | None,
     interface: str,
     certificate: CertificateSet | PrivateCertificate | tuple[bytes, ...] | None,
+    httpPort: int | None = None,
+    httpFactory: Callable[[], IProtocolFactory] | None = None,
 ) -> Listening:
     """Open the ports asked for (synchronously) and return where they are.
 
@@ -90,6 +104,8 @@ def listen(
     :param wsPort: ``wss://`` port (0: any free port; ``None``: none).
     :param plainPort: plain TCP port (0: any free port; ``None``: none).
     :param certificate: see :func:`serverCertificates`.
+    :param httpPort: HTTPS port (0: any free port; ``None``: none) served by
+        the factory *httpFactory* builds.
     """
     certs = serverCertificates(certificate)
     server = PrivateCertificate.loadPEM(certs.keyPEM + b"\n" + certs.certificatePEM)
@@ -104,12 +120,17 @@ def listen(
         tls = number(reactor.listenSSL(tlsPort, serverFactory("tcp"), options, interface=interface)) if tlsPort is not None else None
         ws = number(reactor.listenSSL(wsPort, serverFactory("ws"), options, interface=interface)) if wsPort is not None else None
         plain = number(reactor.listenTCP(plainPort, serverFactory("tcp"), interface=interface)) if plainPort is not None else None
+        http = None
+        if httpPort is not None:
+            if httpFactory is None:
+                raise ValueError("httpPort needs an httpFactory")
+            http = number(reactor.listenSSL(httpPort, httpFactory(), options, interface=interface))
     except Exception:
         for port in ports:
             port.stopListening()
         raise
     _log.info(
-        "Simulator listening on {interface}: TLS {tls}, WebSocket {ws}, plain {plain}",
-        interface=interface, tls=tls, ws=ws, plain=plain,
+        "Simulator listening on {interface}: TLS {tls}, WebSocket {ws}, plain {plain}, OAuth HTTPS {http}",
+        interface=interface, tls=tls, ws=ws, plain=plain, http=http,
     )
-    return Listening(tls, ws, plain, Certificate.loadPEM(certs.caPEM), certs.caPEM, "localhost", ports)
+    return Listening(tls, ws, plain, Certificate.loadPEM(certs.caPEM), certs.caPEM, "localhost", ports, http)

@@ -35,6 +35,7 @@ from .faults import Faults
 from .handlers import Registry, defaultRegistry
 from .listening import Listening, listen
 from .market import Market
+from .oauth import OAuthService
 from .protocol import SimulatorTcpFactory, SimulatorTcpProtocol, SimulatorWebSocketFactory
 from .session import ServerConnection, Session
 from .ticker import Ticker
@@ -112,6 +113,8 @@ class Simulator:
         self.handlers: Registry = defaultRegistry()
         #: The market clock: runs while any connection is open.
         self.ticker = Ticker(self)
+        #: The consent page and token endpoint (served on ``listen(httpPort=...)``).
+        self.oauth = OAuthService(self)
         self._listening: list[Listening] = []
         self._lost: dict[Session, Deferred[None]] = {}
         demo = self.addAccount(2000001, isLive=False, traderLogin=3000001)
@@ -410,6 +413,7 @@ class Simulator:
         plainPort: int | None = None,
         interface: str = "127.0.0.1",
         certificate: CertificateSet | PrivateCertificate | tuple[bytes, bytes] | None = None,
+        httpPort: int | None = None,
     ) -> Listening:
         """Start listening (synchronously) and return where.
 
@@ -419,8 +423,13 @@ class Simulator:
         :param certificate: ``None`` mints a CA and a ``localhost`` certificate;
             or a :class:`~.certs.CertificateSet`, a ``PrivateCertificate``
             (self-signed: it is its own CA), or ``(certificatePEM, keyPEM)``.
+        :param httpPort: HTTPS port of the OAuth pages (:attr:`oauth`; 0: any
+            free port; ``None``: none, the default).
         """
-        listening = listen(reactor, self.serverFactory, tlsPort, wsPort, plainPort, interface, certificate)
+        listening = listen(
+            reactor, self.serverFactory, tlsPort, wsPort, plainPort, interface, certificate,
+            httpPort=httpPort, httpFactory=lambda: self.oauth.site(reactor),
+        )
         self._listening.append(listening)
         return listening
 
