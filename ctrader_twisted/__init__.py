@@ -3,8 +3,8 @@
 A drop-in replacement for Spotware's ``ctrader_open_api`` package (change the
 imports) with verified TLS, no send batching, typed errors, rate-limit pacing
 and a WebSocket transport. Importing this package never imports the global
-reactor, and never Autobahn: :class:`WebSocketProtocol` is loaded on first
-use.
+reactor, and never Autobahn or treq: :class:`WebSocketProtocol` and
+:class:`Auth` (OAuth over HTTP) are loaded on first use.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from .protobuf import Protobuf
 from .tcp import TcpProtocol
 
 if TYPE_CHECKING:
+    from .auth import Auth
     from .websocket import WebSocketProtocol
 
-__all__ = ["__version__", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol"]
+__all__ = ["__version__", "Auth", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from .websocket import WebSocketProtocol
 
         return WebSocketProtocol
+    if name == "Auth":
+        from .auth import Auth
+
+        return Auth
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

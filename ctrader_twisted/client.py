@@ -23,28 +23,38 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .endpoints import clientEndpoint
 from .errors import (
     ERROR_PAYLOAD_TYPES,
+    AccountLostError,
     ClientAuthenticationError,
     ConnectionLostError,
     CTraderError,
+    InvalidMessageError,
     NotConnectedError,
+    NotReadyError,
     NotSentError,
     OpenApiError,
     ServerDisconnectError,
+    wireText,
 )
-from .factory import Encoded, Factory
+from .factory import Encoded, Factory, checkTimeout
 from .framing import DEFAULT_MAX_MESSAGE_SIZE
 from .interfaces import IFrameTransport
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .session import AccountState, Session
 from .tcp import TcpProtocol
 
-__all__ = ["Client"]
+__all__ = ["Client", "MAX_MAINTENANCE_WAIT"]
 
 _DEFAULT: Any = ...
+
+#: The longest wait before reconnecting that a maintenance answer can set,
+#: seconds, whatever end time it gives: the client then tries again (and
+#: waits again if the maintenance goes on).
+MAX_MAINTENANCE_WAIT = 3600.0
 
 #: Requests whose success changes what a reconnect restores.
 _TRACKED = frozenset(
@@ -157,8 +167,8 @@ class Client(ClientService):
             reactor = globalReactor
         if clock is None:
             clock = reactor
-        if numberOfMessagesToSendPerSecond is not None:
-            requestsPerSecond = numberOfMessagesToSendPerSecond
+        self._serverRequestsPerSecond = requestsPerSecond
+        self._messagesPerSecond: int | None = None
         self.host = host
         self.port = port
         self.failFast = failFast
@@ -179,6 +189,8 @@ class Client(ClientService):
             handshakeTimeout=handshakeTimeout,
             client=self,
         )
+        if numberOfMessagesToSendPerSecond is not None:
+            self.numberOfMessagesToSendPerSecond = numberOfMessagesToSendPerSecond
         self.session = Session(self._sendRestoreStep)
         self.session.onAccountLost = self._accountLost
         self.session.onTokensRefreshed = self._tokensRefreshed
@@ -187,6 +199,7 @@ class Client(ClientService):
             self.factory.holdTraffic()
         if endpoint is None:
             endpoint = clientEndpoint(reactor, host, port, useTLS=useTLS, trustRoot=trustRoot)
+        endpoint = _ReportingEndpoint(endpoint, self._attemptFailed)
         self._basePolicy = retryPolicy if retryPolicy is not None else backoffPolicy()
         super().__init__(
             endpoint,
@@ -202,7 +215,8 @@ class Client(ClientService):
         self._accountLostCallback: Callable[[Client, int, CTraderError], Any] | None = None
         self._tokensCallback: Callable[[Client, Any], Any] | None = None
         self._ready = False
-        self._readyWaiters: list[Deferred[Client]] = []
+        self._readyWaiters: list[tuple[Deferred[Client], bool]] = []
+        self._lastFailure: BaseException | None = None
         self._fatal: CTraderError | None = None
         #: consecutive failed session restores (drives the backoff with the
         #: attempt count, which ClientService resets on every TCP connect)
@@ -210,6 +224,7 @@ class Client(ClientService):
         self._notBefore = 0.0
         self.factory.addConnectionObserver(self._connected)
         self.factory.addDisconnectionObserver(self._disconnected)
+        self.factory.addAttemptFailureObserver(self._attemptFailed)
         self.factory.addListener("ProtoOAClientDisconnectEvent", self._serverDisconnected)
         self.factory.addListener("ProtoOAAccountsTokenInvalidatedEvent", self._tokensInvalidated)
         self.factory.addListener("ProtoOAAccountDisconnectEvent", self._accountDisconnected)
@@ -229,6 +244,27 @@ class Client(ClientService):
     def isConnected(self) -> bool:
         """Whether a connection is up and ready to carry messages."""
         return self.factory.link is not None
+
+    @property
+    def numberOfMessagesToSendPerSecond(self) -> int | None:
+        """The official SDK's throttle setting: a cap on requests per second.
+
+        Setting it (here or in the constructor) paces requests at that rate
+        when it is below the server's limit (``requestsPerSecond``, 50); the
+        official SDK's default of 5 per second is not copied. Reading it gives
+        the value set, or the general limit in force.
+        """
+        if self._messagesPerSecond is not None:
+            return self._messagesPerSecond
+        return self.factory.limiter.requestsPerSecond
+
+    @numberOfMessagesToSendPerSecond.setter
+    def numberOfMessagesToSendPerSecond(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"numberOfMessagesToSendPerSecond must be a positive integer, got {value!r}")
+        self._messagesPerSecond = value
+        server = self._serverRequestsPerSecond
+        self.factory.limiter.requestsPerSecond = min(value, server) if server else value
 
     @property
     def isReady(self) -> bool:
@@ -265,13 +301,20 @@ class Client(ClientService):
             return succeed(None)
         return super().stopService()  # type: ignore[no-any-return]
 
-    def whenReady(self) -> Deferred[Client]:
+    def whenReady(self, timeout: float | None = None) -> Deferred[Client]:
         """A new Deferred that fires with this client when it is ready.
 
         Ready means connected and, for a managed session, restored. It fails
         with a permanent error (:class:`~ctrader_twisted.errors.ClientAuthenticationError`,
-        for instance) if the client stops because of one, or with
-        :class:`~ctrader_twisted.errors.NotConnectedError` if it is stopped.
+        for instance) if the client stops because of one, with
+        :class:`~ctrader_twisted.errors.NotConnectedError` if it is stopped,
+        with :class:`~ctrader_twisted.errors.AccountLostError` if the restore
+        it waited for dropped accounts (their tokens refused for good; the
+        session is ready without them), and with
+        :class:`~ctrader_twisted.errors.NotReadyError` (naming why the last
+        attempt failed) when *timeout* seconds pass first.
+
+        :param timeout: seconds to wait (``None``: as long as the client runs).
         """
         if self._ready:
             return succeed(self)
@@ -279,9 +322,26 @@ class Client(ClientService):
             return fail(self._fatal)
         if not self.running:
             return fail(NotConnectedError("the client is not running: call startService() first"))
-        d: Deferred[Client] = Deferred(self._readyWaiters.remove)
-        self._readyWaiters.append(d)
+        try:
+            limit = checkTimeout(timeout, "timeout")
+        except InvalidMessageError as e:
+            return fail(e)
+        d = self._waitReady(reportDropped=True)
+        if limit is not None:
+
+            def timedOut(result: Any, seconds: float) -> Any:
+                raise NotReadyError(seconds, self._lastFailure)
+
+            d.addTimeout(limit, self.clock, onTimeoutCancel=timedOut)
         return d
+
+    def _waitReady(self, reportDropped: bool = False) -> Deferred[Client]:
+        d: Deferred[Client] = Deferred(self._forgetWaiter)
+        self._readyWaiters.append((d, reportDropped))
+        return d
+
+    def _forgetWaiter(self, d: Deferred[Client]) -> None:
+        self._readyWaiters = [w for w in self._readyWaiters if w[0] is not d]
 
     def _retryDelay(self, attempt: int) -> float:
         delay = float(self._basePolicy(max(attempt, self.restoreFailures)))
@@ -290,7 +350,7 @@ class Client(ClientService):
 
     def _failWaiters(self, error: CTraderError) -> None:
         waiters, self._readyWaiters = self._readyWaiters, []
-        for waiter in waiters:
+        for waiter, _ in waiters:
             waiter.errback(error)
 
     # --- official SDK API ------------------------------------------------------------
@@ -300,7 +360,9 @@ class Client(ClientService):
         self._connectedCallback = callback
 
     def setDisconnectedCallback(self, callback: Callable[[Client, Failure], Any] | None) -> None:
-        """Call ``callback(client, reason)`` each time the connection ends."""
+        """Call ``callback(client, reason)`` each time the connection ends,
+        and each time a connection attempt fails (refused, unreachable, a
+        TLS certificate refused, a handshake that timed out)."""
         self._disconnectedCallback = callback
 
     def setMessageReceivedCallback(self, callback: Callable[[Client, ProtoMessage], Any] | None) -> None:
@@ -322,8 +384,11 @@ class Client(ClientService):
     ) -> Deferred[ProtoMessage]:
         """Send a request; the Deferred fires with the answering ``ProtoMessage``.
 
-        This is the official SDK's contract: error answers (``ProtoErrorRes``,
-        ``ProtoOAErrorRes``, ...) fire the callback too. New code wants
+        This is the official SDK's contract, kept exactly: error answers
+        (``ProtoErrorRes``, ``ProtoOAErrorRes``, ...) fire the callback too;
+        field values are not checked here (the server answers bad ones, as a
+        zero volume gets ``TRADING_BAD_VOLUME``); *params* given beside a
+        message object are ignored; it never raises. New code wants
         :meth:`request`.
 
         :param message: message object, ready ``ProtoMessage``, or a class,
@@ -333,10 +398,10 @@ class Client(ClientService):
         :param responseTimeoutInSeconds: seconds the request may wait to be
             written, then seconds from the write to the answer (``None``: no
             limit); the client's ``responseTimeout`` by default.
-        :raises UnknownMessageError, InvalidMessageError: bad arguments, before
-            anything is written.
-        :returns: see :meth:`Factory.send <ctrader_twisted.factory.Factory.send>`
-            for the failures.
+        :returns: a Deferred; an unknown message name or field, a bad
+            timeout, a duplicate pending *clientMsgId* or a full queue fail it
+            at once (nothing is written); see :meth:`Factory.send
+            <ctrader_twisted.factory.Factory.send>` for the other failures.
         """
         return self._send(message, clientMsgId, responseTimeoutInSeconds, True, params)
 
@@ -351,7 +416,11 @@ class Client(ClientService):
 
         Error answers errback with an
         :class:`~ctrader_twisted.errors.OpenApiError` subclass carrying the
-        error code, description and the error message's other fields.
+        error code, description and the error message's other fields. The
+        request is checked before anything is written (unknown names and
+        fields, missing required fields, non-positive volumes): a problem
+        fails the Deferred with :class:`~ctrader_twisted.errors.InvalidMessageError`
+        or :class:`~ctrader_twisted.errors.UnknownMessageError` naming it.
         Arguments as for :meth:`send`.
         """
         return self._send(message, clientMsgId, responseTimeoutInSeconds, False, params)
@@ -365,7 +434,10 @@ class Client(ClientService):
         params: dict[str, Any],
         priority: bool = False,
     ) -> Deferred[Any]:
-        encoded = self.factory.encode(message, clientMsgId, **params)
+        try:
+            encoded = self.factory.encode(message, clientMsgId, validate=not raw, **params)
+        except CTraderError as e:
+            return fail(e)
         if not self.running:
             return fail(self._fatal or NotConnectedError("the client is not running: call startService() first"))
         if self.failFast and not (self._ready or (priority and self.isConnected)):
@@ -382,10 +454,7 @@ class Client(ClientService):
         return result
 
     def _sendRestoreStep(self, name: str, fields: dict[str, Any]) -> Deferred[Any]:
-        try:
-            return self._send(name, None, _DEFAULT, False, fields, priority=True)
-        except CTraderError as e:
-            return fail(e)
+        return self._send(name, None, _DEFAULT, False, fields, priority=True)
 
     # --- managed session ----------------------------------------------------------------
 
@@ -395,13 +464,22 @@ class Client(ClientService):
         :returns: a Deferred that fires when the session is ready (the
             application authenticated) with this client, or fails with
             :class:`~ctrader_twisted.errors.ClientAuthenticationError` (the
-            client then stops: the credentials are wrong).
+            client then stops: the credentials are wrong), or with
+            :class:`~ctrader_twisted.errors.InvalidMessageError` for empty
+            credentials.
         """
-        self.session.state.setApplication(clientId, clientSecret)
+        try:
+            self.session.state.setApplication(clientId, clientSecret)
+        except ValueError as e:
+            return fail(InvalidMessageError(str(e)))
         self.factory.holdTraffic()
         if self.isConnected and self._ready:
             return self.session.authenticateApplication().addCallback(lambda _: self)
-        return self.whenReady()
+        if self._fatal is not None:
+            return fail(self._fatal)
+        if not self.running:
+            return fail(NotConnectedError("the client is not running: call startService() first"))
+        return self._waitReady()
 
     def authorizeAccount(self, ctidTraderAccountId: int, accessToken: str) -> Deferred[Any]:
         """Authorize a trading account now and after every reconnection.
@@ -413,16 +491,31 @@ class Client(ClientService):
         :returns: a Deferred that fires with ``ProtoOAAccountAuthRes`` (or
             ``None`` when the account was already logged in), or fails with
             :class:`~ctrader_twisted.errors.AccessTokenInvalidError` /
-            :class:`~ctrader_twisted.errors.AccountNotAuthorizedError`; the
-            account is then forgotten.
+            :class:`~ctrader_twisted.errors.AccountNotAuthorizedError` (the
+            account is then forgotten), with
+            :class:`~ctrader_twisted.errors.NotConnectedError` when the
+            application credentials are unknown, or with
+            :class:`~ctrader_twisted.errors.InvalidMessageError` for a bad id
+            or an empty token.
         """
         if not self.session.managed:
-            raise NotConnectedError(
-                "authorizeAccount needs the application credentials: pass clientId and "
-                "clientSecret to Client or call authorizeApplication() first"
+            return fail(
+                NotConnectedError(
+                    "authorizeAccount needs the application credentials: pass clientId and "
+                    "clientSecret to Client or call authorizeApplication() first"
+                )
             )
-        account = self.session.state.addAccount(ctidTraderAccountId, accessToken)
-        return self.whenReady().addCallback(lambda _: self.session.authorize(account))
+        try:
+            account = self.session.state.addAccount(ctidTraderAccountId, accessToken)
+        except ValueError as e:
+            return fail(InvalidMessageError(str(e)))
+        if self._ready:
+            return self.session.authorize(account)
+        if self._fatal is not None:
+            return fail(self._fatal)
+        if not self.running:
+            return fail(NotConnectedError("the client is not running: call startService() first"))
+        return self._waitReady().addCallback(lambda _: self.session.authorize(account))
 
     def logoutAccount(self, ctidTraderAccountId: int) -> Deferred[Any]:
         """Log an account out and stop restoring it."""
@@ -482,12 +575,12 @@ class Client(ClientService):
         d = self.session.restore(current)
         d.addCallbacks(self._restored, self._restoreFailed, callbackArgs=(connection,), errbackArgs=(connection,))
 
-    def _restored(self, dropped: Any, connection: IFrameTransport) -> None:
+    def _restored(self, dropped: list[tuple[int, CTraderError]], connection: IFrameTransport) -> None:
         if self.factory.connection is not connection:
             return
         self.restoreFailures = 0
         self._notBefore = 0.0
-        self._becomeReady()
+        self._becomeReady(AccountLostError(dict(dropped)) if dropped else None)
 
     def _restoreFailed(self, failure: Failure, connection: IFrameTransport) -> None:
         error = failure.value
@@ -503,9 +596,13 @@ class Client(ClientService):
             self._log.failure("Unexpected error while restoring the session", failure)
         self.restoreFailures += 1
         if isinstance(error, OpenApiError) and error.maintenanceEndTimestamp:
-            self._notBefore = _maintenanceEnd(error)
+            now = self.clock.seconds()
+            end = _maintenanceEnd(error)
+            self._notBefore = min(end, now + MAX_MAINTENANCE_WAIT)
             self._log.warn(
-                "Server under maintenance; reconnecting after {end}", end=error.maintenanceEndTimestamp
+                "Server under maintenance until {end} (as sent); reconnecting in {wait} s",
+                end=error.maintenanceEndTimestamp,
+                wait=round(max(0.0, self._notBefore - now), 3),
             )
         self._log.warn(
             "Session restore failed ({error}); reconnecting (failure {n})",
@@ -518,13 +615,17 @@ class Client(ClientService):
         self._fatal = error
         self.stopService()
 
-    def _becomeReady(self) -> None:
+    def _becomeReady(self, dropped: AccountLostError | None = None) -> None:
         self._ready = True
+        self._lastFailure = None
         self.factory.releaseTraffic()
         self._log.info("Session ready on {host}:{port}", host=self.host, port=self.port)
         waiters, self._readyWaiters = self._readyWaiters, []
-        for waiter in waiters:
-            waiter.callback(self)
+        for waiter, reportDropped in waiters:
+            if dropped is not None and reportDropped:
+                waiter.errback(dropped)
+            else:
+                waiter.callback(self)
         if self._readyCallback is not None:
             try:
                 self._readyCallback(self)
@@ -563,8 +664,21 @@ class Client(ClientService):
 
     def _disconnected(self, connection: IFrameTransport, reason: Failure) -> None:
         self._ready = False
+        self._callDisconnected(reason)
+
+    def _attemptFailed(self, reason: Failure) -> None:
+        # A connection attempt that never became ready (refused, no route,
+        # TLS refused or timed out): callback-style users hear of it through
+        # the disconnected callback, with the reason.
+        self._callDisconnected(reason)
+
+    def _callDisconnected(self, reason: Failure) -> None:
+        self._lastFailure = reason.value
         if self._disconnectedCallback is not None:
-            self._disconnectedCallback(self, reason)
+            try:
+                self._disconnectedCallback(self, reason)
+            except Exception:
+                self._log.failure("Exception in the disconnected callback")
 
     def _received(self, message: ProtoMessage) -> None:
         if self._messageReceivedCallback is not None:
@@ -572,8 +686,9 @@ class Client(ClientService):
 
     def _serverDisconnected(self, event: Any) -> None:
         self.restoreFailures += 1
-        self._log.warn("The server ended the session: {reason}", reason=event.reason or "no reason given")
-        self.factory.abortConnection(ServerDisconnectError(event.reason or "ProtoOAClientDisconnectEvent"))
+        reason = wireText(event.reason) or "no reason given"
+        self._log.warn("The server ended the session: {reason}", reason=reason)
+        self.factory.abortConnection(ServerDisconnectError(f"ProtoOAClientDisconnectEvent: {reason}"))
 
     def _tokensInvalidated(self, event: Any) -> None:
         for accountId in event.ctidTraderAccountIds:
@@ -583,7 +698,7 @@ class Client(ClientService):
             self._log.warn(
                 "Access token of account {account} invalidated: {reason}",
                 account=accountId,
-                reason=event.reason or "no reason given",
+                reason=wireText(event.reason) or "no reason given",
             )
             self._reauthorize(account)
 
@@ -601,6 +716,27 @@ class Client(ClientService):
         if connection is None:
             return
         self.session.reauthorize(account, lambda: self.factory.connection is connection)
+
+
+@implementer(IStreamClientEndpoint)
+class _ReportingEndpoint:
+    """Wraps the client's endpoint to report failed connection attempts."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, onFailure: Callable[[Failure], Any]) -> None:
+        self._endpoint = endpoint
+        self._onFailure = onFailure
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:
+        d: Deferred[Any] = self._endpoint.connect(protocolFactory)
+
+        def failed(failure: Failure) -> Failure:
+            self._onFailure(failure)
+            return failure
+
+        return d.addErrback(failed)
+
+    def __repr__(self) -> str:
+        return repr(self._endpoint)
 
 
 def _maintenanceEnd(error: OpenApiError) -> float:

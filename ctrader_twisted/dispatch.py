@@ -2,14 +2,20 @@
 """Dispatch: every received frame to its request, its callbacks and its listeners.
 
 This is the hot path of every spot event. :class:`Dispatcher` decodes each
-``ProtoMessage`` of a read, hands an answer to the correlator
-(:mod:`ctrader_twisted.requests`), then calls, in this order:
+``ProtoMessage`` of a read, then, in this order:
 
-* the **message callbacks** (``callback(protoMessage)``, every message,
-  answers included: the official SDK's ``setMessageReceivedCallback``);
-* the **listeners** of the message's payload type
+* calls the **message callbacks** (``callback(protoMessage)``, every
+  message, answers included: the official SDK's ``setMessageReceivedCallback``);
+* calls the **listeners** of the message's payload type
   (``listener(decodedPayload)``), decoding the payload once for all of them
-  through a table built once.
+  through a table built once;
+* hands an answer to the correlator (:mod:`ctrader_twisted.requests`),
+  which fires its request's Deferred.
+
+So callbacks and listeners see an answer before the code waiting on the
+request does (the official SDK's order), and a request's callback sees the
+state its answer brought (an execution already applied to an account model,
+say).
 
 User code is isolated: an exception in a callback or listener is logged and
 goes no further (it never reaches the transport, which would drop the
@@ -119,17 +125,6 @@ class Dispatcher:
             if not payloadType:  # missing (0 is no payload type)
                 log.warn("Skipped a {length}-byte frame without a payloadType", length=len(data))
                 continue
-            msgId = message.clientMsgId
-            if msgId:
-                request = pending.get(msgId)
-                if request is not None and request.connection is transport and not request.done:
-                    answer(request, message)
-                elif request is None and payloadType != _HEARTBEAT:
-                    log.debug(
-                        "{name} for clientMsgId {clientMsgId} matches no pending request",
-                        name=Protobuf.name(payloadType),
-                        clientMsgId=msgId,
-                    )
             for callback in callbacks:
                 try:
                     callback(message)
@@ -145,9 +140,20 @@ class Dispatcher:
                         name=Protobuf.name(payloadType),
                         error=str(e),
                     )
-                    continue
-                for listener in listeners:
-                    try:
-                        listener(payload)
-                    except Exception:
-                        log.failure("Exception in user callback {callback!r}", callback=listener)
+                else:
+                    for listener in listeners:
+                        try:
+                            listener(payload)
+                        except Exception:
+                            log.failure("Exception in user callback {callback!r}", callback=listener)
+            msgId = message.clientMsgId
+            if msgId:
+                request = pending.get(msgId)
+                if request is not None and request.connection is transport and not request.done:
+                    answer(request, message)
+                elif request is None and payloadType != _HEARTBEAT:
+                    log.debug(
+                        "{name} for clientMsgId {clientMsgId} matches no pending request",
+                        name=Protobuf.name(payloadType),
+                        clientMsgId=msgId,
+                    )

@@ -23,6 +23,9 @@ from typing import Any
 from google.protobuf.message import Message
 from twisted.internet import defer
 
+from .messages.OpenApiCommonModelMessages_pb2 import ProtoPayloadType
+from .messages.OpenApiModelMessages_pb2 import ProtoOAPayloadType
+
 __all__ = [
     "CTraderError",
     "OpenApiError",
@@ -49,6 +52,8 @@ __all__ = [
     "NotSentError",
     "NotSentTimeout",
     "NotConnectedError",
+    "NotReadyError",
+    "AccountLostError",
     "SilentConnectionError",
     "HandshakeTimeoutError",
     "ServerDisconnectError",
@@ -60,6 +65,7 @@ __all__ = [
     "InvalidMessageError",
     "DuplicateClientMsgIdError",
     "errorFromPayload",
+    "wireText",
     "ERROR_PAYLOAD_TYPES",
 ]
 
@@ -262,9 +268,15 @@ for _cls in list(globals().values()):
         for _code in _cls.codes:
             _BY_CODE[_code] = _cls
 
-#: Payload types whose messages are error answers: ``ProtoErrorRes`` (50),
-#: ``ProtoOAOrderErrorEvent`` (2132) and ``ProtoOAErrorRes`` (2142).
-ERROR_PAYLOAD_TYPES = frozenset({50, 2132, 2142})
+#: Payload types whose messages are error answers: ``ProtoErrorRes``,
+#: ``ProtoOAOrderErrorEvent`` and ``ProtoOAErrorRes``.
+ERROR_PAYLOAD_TYPES: frozenset[int] = frozenset(
+    {
+        ProtoPayloadType.ERROR_RES,
+        ProtoOAPayloadType.PROTO_OA_ORDER_ERROR_EVENT,
+        ProtoOAPayloadType.PROTO_OA_ERROR_RES,
+    }
+)
 
 
 def _optional(payload: Message, field: str) -> Any:
@@ -272,6 +284,16 @@ def _optional(payload: Message, field: str) -> Any:
         return getattr(payload, field) if payload.HasField(field) else None
     except ValueError:  # the message has no such field
         return None
+
+
+def wireText(value: Any) -> str:
+    """A string field from the wire as text. The protobuf runtime hands out
+    ``bytes`` for a string that is not valid UTF-8; those bytes are decoded
+    with replacement characters, so that no text from a peer can break
+    formatting, logging or ``str()`` of an error."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
 
 
 def errorFromPayload(payload: Message, clientMsgId: str | None = None) -> OpenApiError:
@@ -284,12 +306,12 @@ def errorFromPayload(payload: Message, clientMsgId: str | None = None) -> OpenAp
         the error code (:class:`OrderError` for other order errors,
         :class:`OpenApiError` otherwise).
     """
-    code = getattr(payload, "errorCode", "") or "UNKNOWN_ERROR"
+    code = wireText(getattr(payload, "errorCode", "")) or "UNKNOWN_ERROR"
     isOrderError = payload.DESCRIPTOR.name == "ProtoOAOrderErrorEvent"
     cls = _BY_CODE.get(code, OrderError if isOrderError else OpenApiError)
     return cls(
         code,
-        getattr(payload, "description", ""),
+        wireText(getattr(payload, "description", "")),
         payload=payload,
         ctidTraderAccountId=_optional(payload, "ctidTraderAccountId"),
         maintenanceEndTimestamp=_optional(payload, "maintenanceEndTimestamp"),
@@ -395,6 +417,35 @@ class ServerDisconnectError(CTraderError):
 
 class NotConnectedError(CTraderError):
     """The client is not running or has no connection to send on."""
+
+
+class NotReadyError(NotConnectedError, defer.TimeoutError):
+    """The client did not become ready in the time given to
+    ``Client.whenReady(timeout)``.
+
+    :ivar lastFailure: why the last connection attempt failed, when one did
+        (its text is in the message).
+    """
+
+    def __init__(self, seconds: float, lastFailure: BaseException | None = None) -> None:
+        self.seconds = seconds
+        self.lastFailure = lastFailure
+        why = f"; the last attempt failed: {lastFailure}" if lastFailure is not None else ""
+        super().__init__(f"the client was not ready within {seconds:g} s{why}")
+
+
+class AccountLostError(CTraderError):
+    """Accounts were dropped for good while the session was restored (their
+    tokens were refused and could not be renewed): ``whenReady()`` reports
+    them; the session is ready without them.
+
+    :ivar accounts: ``ctidTraderAccountId`` -> the error that dropped it.
+    """
+
+    def __init__(self, accounts: dict[int, CTraderError]) -> None:
+        self.accounts = dict(accounts)
+        parts = "; ".join(f"account {a}: {e}" for a, e in sorted(self.accounts.items()))
+        super().__init__(f"{len(self.accounts)} account(s) dropped while restoring the session ({parts})")
 
 
 class QueueFullError(CTraderError):

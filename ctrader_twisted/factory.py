@@ -24,7 +24,7 @@ import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 from google.protobuf.message import Message
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ClientFactory
 from twisted.logger import Logger
@@ -39,6 +39,7 @@ from .errors import (
     NotConnectedError,
     NotSentError,
     OpenApiError,
+    RateLimitError,
     SilentConnectionError,
 )
 from .framing import DEFAULT_MAX_MESSAGE_SIZE
@@ -47,7 +48,7 @@ from .keepalive import HEARTBEAT_FRAME, KeepAlive
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .outbox import Outbox
 from .protobuf import Protobuf, encodeEnvelope, payloadTypeOf
-from .ratelimit import RateLimiter
+from .ratelimit import DEFAULT_MARGIN, RateLimiter
 from .requests import Correlator, Request
 from .tcp import TcpProtocol
 
@@ -129,6 +130,12 @@ class Factory(ClientFactory):
         received for this many seconds (``None``: never).
     :param handshakeTimeout: seconds allowed from the TCP connection to ready
         (TLS handshake, and WebSocket opening handshake).
+    :param retryRateLimited: write a request refused for a rate limit
+        (``REQUEST_FREQUENCY_EXCEEDED``, ``BLOCKED_PAYLOAD_TYPE``: the server
+        did not act on it) again after a hold, instead of failing it.
+    :param rateLimitMargin: seconds added to each one-second rate window, so
+        that requests paced by their writes stay under the limit where the
+        server counts their arrivals.
     :param client: the :class:`~ctrader_twisted.client.Client` this core
         serves (the official SDK's ``Factory.forProtocol(protocol,
         client=client)``); its clock, host and port are the defaults.
@@ -153,6 +160,8 @@ class Factory(ClientFactory):
         useTLS: bool = True,
         silenceTimeout: float | None = 60.0,
         handshakeTimeout: float | None = 30.0,
+        retryRateLimited: bool = True,
+        rateLimitMargin: float = DEFAULT_MARGIN,
         client: Any = None,
     ) -> None:
         if client is not None:
@@ -186,11 +195,19 @@ class Factory(ClientFactory):
         self.requests = Correlator(clock, onForget=self._forget, onRefused=self._refused)
         self.outbox = Outbox(
             clock,
-            RateLimiter(clock, requestsPerSecond, historicalRequestsPerSecond),
+            RateLimiter(clock, requestsPerSecond, historicalRequestsPerSecond, margin=rateLimitMargin),
             maxQueuedRequests,
             self.requests.written,
         )
         self.dispatcher = Dispatcher(self.requests)
+        #: Whether a request refused with ``REQUEST_FREQUENCY_EXCEEDED`` or
+        #: ``BLOCKED_PAYLOAD_TYPE`` is written again (after a hold) rather
+        #: than failed; at most :attr:`maxRateLimitRetries` times.
+        self.retryRateLimited = retryRateLimited
+        self.maxRateLimitRetries = 8
+        #: Requests written again after a rate-limit refusal (a count for logs
+        #: and benchmarks: it should stay 0).
+        self.rateLimitRetries = 0
         #: Whether requests waiting to be written survive a lost connection
         #: (set by the client while it runs), or fail at once.
         self.keepQueuedOnDisconnect = False
@@ -283,18 +300,23 @@ class Factory(ClientFactory):
 
     # --- sending -----------------------------------------------------------------------
 
-    def encode(self, message: Any, clientMsgId: str | None = None, **fields: Any) -> Encoded:
+    def encode(self, message: Any, clientMsgId: str | None = None, *, validate: bool = True, **fields: Any) -> Encoded:
         """Check the arguments of a request and serialize it.
 
         :param message: a message object, a ready ``ProtoMessage``, or a
             class, name, short name or payload type to build with *fields*.
+        :param validate: check the message as :meth:`Protobuf.build
+            <ctrader_twisted.protobuf.Protobuf.build>` does (required fields,
+            positive volumes). ``False`` is the official SDK's ``send``: no
+            check of field values (the server answers bad ones), and *fields*
+            given beside a message object are ignored.
         :raises UnknownMessageError, InvalidMessageError: bad arguments (the
             error names the problem).
         """
         if clientMsgId is not None and (not isinstance(clientMsgId, str) or not clientMsgId):
             raise InvalidMessageError(f"clientMsgId must be a non-empty string, got {clientMsgId!r}")
         if isinstance(message, ProtoMessage):
-            if fields:
+            if fields and validate:
                 raise InvalidMessageError("fields cannot be given with a ready ProtoMessage")
             if not message.HasField("payloadType"):
                 raise InvalidMessageError("ProtoMessage is missing its payloadType")
@@ -302,13 +324,19 @@ class Factory(ClientFactory):
             if clientMsgId is None and message.HasField("clientMsgId") and message.clientMsgId:
                 clientMsgId = message.clientMsgId
             return Encoded(message.payloadType, message.payload, clientMsgId, None)
-        payload = Protobuf.build(message, **fields)
+        if validate:
+            payload = Protobuf.build(message, **fields)
+        elif isinstance(message, Message):
+            payload = message
+        else:
+            payload = Protobuf.get(message, **fields)
         payloadType = payloadTypeOf(payload)
         if payloadType is None:
             raise InvalidMessageError(
                 f"{payload.DESCRIPTOR.name} is not a request message (it has no payloadType)"
             )
-        return Encoded(payloadType, payload.SerializeToString(), clientMsgId, payload)
+        data = payload.SerializeToString() if validate else payload.SerializePartialToString()
+        return Encoded(payloadType, data, clientMsgId, payload)
 
     def submit(
         self,
@@ -318,29 +346,29 @@ class Factory(ClientFactory):
         raw: bool = True,
         priority: bool = False,
     ) -> Deferred[Any]:
-        """Send a request made by :meth:`encode`; see :meth:`send`.
-
-        :raises InvalidMessageError: a bad timeout.
-        :raises DuplicateClientMsgIdError: its ``clientMsgId`` is already pending.
-        :raises QueueFullError: too many requests wait to be written.
-        """
-        if responseTimeoutInSeconds is ...:
-            timeout = self.responseTimeout
-        else:
-            timeout = checkTimeout(responseTimeoutInSeconds)
-        request = self.requests.create(
-            encoded.payloadType,
-            encoded.payload,
-            encoded.clientMsgId,
-            raw=raw,
-            timeout=timeout,
-            priority=priority,
-        )
+        """Send a request made by :meth:`encode`; see :meth:`send`. Problems
+        (a bad timeout, a duplicate ``clientMsgId``, a full queue) fail the
+        returned Deferred."""
+        try:
+            if responseTimeoutInSeconds is ...:
+                timeout = self.responseTimeout
+            else:
+                timeout = checkTimeout(responseTimeoutInSeconds)
+            request = self.requests.create(
+                encoded.payloadType,
+                encoded.payload,
+                encoded.clientMsgId,
+                raw=raw,
+                timeout=timeout,
+                priority=priority,
+            )
+        except CTraderError as e:
+            return fail(e)
         try:
             self.outbox.submit(request)
-        except CTraderError:
+        except CTraderError as e:
             self._abandon(request)
-            raise
+            return fail(e)
         return request.deferred
 
     def _abandon(self, request: Request) -> None:
@@ -374,19 +402,25 @@ class Factory(ClientFactory):
             decoded payload and errbacks error answers with
             :class:`~ctrader_twisted.errors.OpenApiError` subclasses.
         :param priority: write even while user traffic is held (session restore).
-        :raises UnknownMessageError, InvalidMessageError: bad message, fields or timeout.
-        :raises DuplicateClientMsgIdError: *clientMsgId* is already pending.
-        :raises QueueFullError: too many requests wait to be written.
         :returns: a Deferred; it fails with
-            :class:`~ctrader_twisted.errors.RequestTimeout` (no answer in
-            time after the write), :class:`~ctrader_twisted.errors.NotSentTimeout`
-            (not written in time),
-            :class:`~ctrader_twisted.errors.OutcomeUnknownError` (connection
-            lost after the request was written),
+            :class:`~ctrader_twisted.errors.UnknownMessageError` or
+            :class:`~ctrader_twisted.errors.InvalidMessageError` (bad message,
+            fields or timeout: nothing is written),
+            :class:`~ctrader_twisted.errors.DuplicateClientMsgIdError`
+            (*clientMsgId* is already pending),
+            :class:`~ctrader_twisted.errors.QueueFullError` (too many requests
+            wait to be written), :class:`~ctrader_twisted.errors.RequestTimeout`
+            (no answer in time after the write),
+            :class:`~ctrader_twisted.errors.NotSentTimeout` (not written in
+            time), :class:`~ctrader_twisted.errors.OutcomeUnknownError`
+            (connection lost after the request was written),
             :class:`~ctrader_twisted.errors.NotSentError` (never written) or an
             :class:`~ctrader_twisted.errors.OpenApiError` (``raw=False`` only).
         """
-        encoded = self.encode(message, clientMsgId, **fields)
+        try:
+            encoded = self.encode(message, clientMsgId, validate=not raw, **fields)
+        except CTraderError as e:
+            return fail(e)
         return self.submit(encoded, responseTimeoutInSeconds, raw=raw, priority=priority)
 
     def request(
@@ -421,9 +455,40 @@ class Factory(ClientFactory):
         self.outbox.forget(request)
 
     def _refused(self, request: Request, error: OpenApiError) -> bool:
-        if isinstance(error, BlockedPayloadTypeError) and error.retryAfter:
-            self.outbox.limiter.block(request.payloadType, float(error.retryAfter))
-        return False
+        """An error answered *request*: when it is a rate-limit refusal (the
+        server did not act on the request), hold its payload type and write
+        it again later, up to :attr:`maxRateLimitRetries` times and within
+        its own deadline."""
+        if not isinstance(error, RateLimitError):
+            return False
+        limiter = self.outbox.limiter
+        name = Protobuf.name(request.payloadType)
+        if isinstance(error, BlockedPayloadTypeError):
+            asked = error.retryAfter
+            hold = limiter.block(request.payloadType, float(asked) if asked else 1.0)
+            if asked is not None and asked > hold:
+                self._log.warn(
+                    "The server blocked {name} for {asked} s; holding it {hold} s (the maximum)",
+                    name=name,
+                    asked=asked,
+                    hold=hold,
+                )
+        else:
+            hold = limiter.backoff(request.payloadType)
+        if not self.retryRateLimited or request.attempts > self.maxRateLimitRetries:
+            return False
+        self._log.warn(
+            "{name} (clientMsgId {clientMsgId}) refused with {code}; writing it again in {hold} s (retry {n})",
+            name=name,
+            clientMsgId=request.clientMsgId,
+            code=error.errorCode,
+            hold=round(hold, 3),
+            n=request.attempts,
+        )
+        self.rateLimitRetries += 1
+        self.requests.unwritten(request)
+        self.outbox.requeue(request)
+        return True
 
     # --- connection life (IFrameReceiver) ----------------------------------------------
 

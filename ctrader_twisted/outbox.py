@@ -125,15 +125,14 @@ class Outbox:
         if self.connection is not None:
             self._scheduleDrain(self.limiter.wait(request.payloadType))
 
-    def requeue(self, request: Request, delay: float) -> None:
-        """Put *request* back at the head of the queue, to be written again in
-        *delay* seconds at the earliest (the server refused it for a rate
-        limit, so it did not act on it)."""
+    def requeue(self, request: Request) -> None:
+        """Put *request* back at the head of the queue: the server refused it
+        for a rate limit, so it did not act on it, and it is written again as
+        soon as the limits (and the hold the refusal set) allow."""
         self._queue.appendleft(request)
         self._queued += 1
-        self.limiter.block(request.payloadType, delay)
         if self.connection is not None:
-            self._scheduleDrain(delay)
+            self._scheduleDrain(self.limiter.wait(request.payloadType))
 
     def forget(self, request: Request) -> None:
         """*request* fired (answered, failed, cancelled): free its queue place

@@ -99,6 +99,8 @@ class Protobuf:
         if isinstance(payload, bool):
             raise UnknownMessageError(f"not a message name or payload type: {payload!r}")
         if isinstance(payload, int):
+            if payload == 0:
+                return ProtoMessage  # the envelope's payload type is 0, as in the official SDK
             try:
                 return _BY_TYPE[payload]
             except KeyError:
@@ -153,9 +155,21 @@ class Protobuf:
         return message
 
     @classmethod
+    def populate(cls) -> dict[int, type[Message]]:
+        """The payload type to message class table (the official SDK's name;
+        the tables here are built once, at import). It includes the envelope,
+        ``ProtoMessage``, as payload type 0, as the official table does."""
+        table: dict[int, type[Message]] = {0: ProtoMessage}
+        table.update(_BY_TYPE)
+        return table
+
+    @classmethod
     def get_type(cls, payload: Any, **params: Any) -> int:
-        """Return the payload type number of *payload* (official-SDK compatible)."""
+        """Return the payload type number of *payload* (official-SDK compatible;
+        ``ProtoMessage`` gives 0)."""
         msgClass = cls.get_class(payload)
+        if msgClass is ProtoMessage:
+            return 0
         payloadType = payloadTypeOf(msgClass)
         if payloadType is None:
             raise UnknownMessageError(f"{msgClass.DESCRIPTOR.name} has no payload type")

@@ -61,7 +61,7 @@ class Request:
 
     :ivar clientMsgId: its id on the wire.
     :ivar payloadType: the request's payload type.
-    :ivar data: the serialized ``ProtoMessage`` (dropped once written).
+    :ivar data: the serialized ``ProtoMessage`` (dropped once answered).
     :ivar raw: fire with the ``ProtoMessage`` (official contract) rather than
         the decoded payload.
     :ivar timeout: seconds allowed to wait for the write, then for the
@@ -185,22 +185,22 @@ class Correlator:
         return request
 
     def written(self, request: Request, connection: Any) -> None:
-        """*request* was written on *connection*: its answer is due within its timeout."""
+        """*request* was written on *connection*: its answer is due within its
+        timeout. (Its bytes are kept until it is answered, in case the server
+        refuses it for a rate limit and it must be written again.)"""
         request.connection = connection
         request.attempts += 1
-        request.data = b""  # written: no need to keep the bytes
         if request.timeout is not None:
             self._setDeadline(request, request.timeout)
 
-    def unwritten(self, request: Request, data: bytes) -> None:
+    def unwritten(self, request: Request) -> None:
         """The server refused *request* without acting on it (a rate limit):
-        it waits to be written again, with *data* (its bytes), under the
-        deadline it has left."""
+        it waits to be written again, under the deadline it has left."""
         request.connection = None
-        request.data = data
 
     def _forget(self, result: Any, request: Request) -> Any:
         request.done = True
+        request.data = b""
         if self.pending.get(request.clientMsgId) is request:
             del self.pending[request.clientMsgId]
         self._clearDeadline(request)

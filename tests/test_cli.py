@@ -80,6 +80,11 @@ class CommandTests(TestCase):
         for argv, fragment in (
             (["stream", "EURUSD", "--trendbars", "M7"], "unknown trend bar period"),
             (["stream", "EURUSD", "--count", "0"], "--count"),
+            (["stream", "EURUSD", "--duration", "nan"], "--duration"),
+            (["stream", "EURUSD", "--sim-interval", "nan"], "--sim-interval"),
+            (["stream", "EURUSD", "--sim-interval", "inf"], "--sim-interval"),
+            (["accounts", "--timeout", "nan"], "--timeout"),
+            (["accounts", "--timeout", "-inf"], "--timeout"),
             (["bars", "EURUSD", "--from", "yesterday"], "ISO 8601"),
             (["bars", "EURUSD", "--from", "2026-01-02", "--to", "2026-01-01"], "before"),
             (["frobnicate"], "invalid choice"),

@@ -94,8 +94,10 @@ class InMemoryClientTests(SynchronousTestCase):
         failure = self.failureResultOf(self.client.send("VersionReq"), NotConnectedError)
         self.assertIn("startService", str(failure.value))
 
-    def test_badArgumentsRaiseEvenWhenStopped(self) -> None:
-        self.assertRaises(IndexError, self.client.send, "NoSuchReq")
+    def test_badArgumentsFailEvenWhenStopped(self) -> None:
+        """An unknown message fails the Deferred (an IndexError, as in the
+        official SDK), whatever the client's state."""
+        self.failureResultOf(self.client.send("NoSuchReq"), IndexError)
 
     def test_clockDrivesTimeouts(self) -> None:
         # The official SDK ignored the clock argument for timeouts.

@@ -120,3 +120,63 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(parseAccountIds(3, "x"), (3,))
         for bad in ("0", "a", True, [1.5j]):
             self.assertRaises(ConfigError, parseAccountIds, bad, "x")
+
+
+class TokenFileTests(SynchronousTestCase):
+    """The token file as a source of tokens: newer stored tokens win over configured ones."""
+
+    def setUp(self) -> None:
+        from ctrader_twisted.tokens import FileTokenStore, Tokens
+
+        self.home = Path(self.mktemp())
+        self.home.mkdir()
+        self.environ = {"HOME": str(self.home), "CTRADER_HOST": "demo", "CTRADER_CLIENT_ID": "app",
+                        "CTRADER_CLIENT_SECRET": "s"}
+        self.path = self.home / ".config" / "ctrader-twisted" / "tokens.json"
+        self.stored = Tokens.fromAnswer({"accessToken": "a2", "refreshToken": "r2", "expiresIn": 60}, 0).replacing("a1", "r1")
+        FileTokenStore(self.path, key="app").save(self.stored)
+
+    def credentials(self, **environ: str) -> Any:
+        settings = loadSettings({}, dict(self.environ, **environ))
+        assert settings.credentials is not None
+        self.assertEqual(settings.tokenFile, str(self.path))
+        return settings.credentials
+
+    def test_storedTokensWhenNoneConfigured(self) -> None:
+        credentials = self.credentials()
+        self.assertEqual((credentials.accessToken, credentials.refreshToken, credentials.stored), ("a2", "r2", True))
+        self.assertEqual(credentials.tokens, self.stored)
+        self.assertNotIn("a2", repr(credentials))
+
+    def test_storedTokensReplaceOlderConfiguredOnes(self) -> None:
+        credentials = self.credentials(CTRADER_ACCESS_TOKEN="a1", CTRADER_REFRESH_TOKEN="r1")
+        self.assertEqual(credentials.accessToken, "a2")
+
+    def test_newConfiguredTokensWin(self) -> None:
+        credentials = self.credentials(CTRADER_ACCESS_TOKEN="a9", CTRADER_REFRESH_TOKEN="r9")
+        self.assertEqual((credentials.accessToken, credentials.refreshToken, credentials.stored), ("a9", "r9", False))
+
+    def test_otherApplicationsTokensAreNotUsed(self) -> None:
+        with self.assertRaises(ConfigError) as raised:
+            loadSettings({}, dict(self.environ, CTRADER_CLIENT_ID="other"))
+        self.assertIn("run `ctrader-twisted login`", str(raised.exception))
+
+    def test_tokenFileSources(self) -> None:
+        """``--token-file`` over ``CTRADER_TOKEN_FILE`` over ``token_file`` in the config file."""
+        elsewhere = self.home / "elsewhere.json"
+        config = self.home / "config.toml"
+        config.write_text(f'token_file = "{elsewhere}"\n')
+        config.chmod(0o600)
+        self.assertEqual(loadSettings({"accessToken": "a9"}, self.environ, config).tokenFile, str(elsewhere))
+        environ = dict(self.environ, CTRADER_TOKEN_FILE=str(self.path))
+        self.assertEqual(loadSettings({}, environ, config).credentials.accessToken, "a2")  # type: ignore[union-attr]
+        settings = loadSettings({"tokenFile": str(elsewhere), "accessToken": "a9"}, environ, config)
+        self.assertEqual(settings.tokenFile, str(elsewhere))
+
+    def test_malformedTokenFile(self) -> None:
+        """A malformed token file is a configuration error naming it, never quoting it."""
+        self.path.write_text('{"accessToken": "l3ak')
+        with self.assertRaises(ConfigError) as raised:
+            loadSettings({}, self.environ)
+        self.assertIn(str(self.path), str(raised.exception))
+        self.assertNotIn("l3ak", str(raised.exception))

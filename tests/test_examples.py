@@ -42,3 +42,32 @@ class ExamplesTests(TestCase):
         out = yield self.runExample("place_order.py")
         self.assertRegex(out, r"execution: ORDER_ACCEPTED order \d+ position \d+")
         self.assertIn("refused: NOT_ENOUGH_MONEY", out)
+
+    @defer.inlineCallbacks
+    def test_oauthTokens(self) -> Any:
+        out = yield self.runExample("oauth_tokens.py")
+        self.assertEqual(out.splitlines()[1:], [
+            "authorized account 2000001",
+            "refreshed: the kept tokens changed: True",
+            "account 2000001 still authorized with the new token",
+        ])
+        self.assertRegex(out.splitlines()[0], r"^tokens kept; the access token expires \d{4}-\d\d-\d\d UTC$")
+
+class TestingExampleTests(TestCase):
+    """docs/examples/test_my_strategy.py is a test module users copy: it passes."""
+
+    def test_exampleTestsPass(self) -> Any:
+        import importlib.util
+        import unittest
+
+        from twisted.trial.reporter import TestResult
+
+        spec = importlib.util.spec_from_file_location("test_my_strategy", EXAMPLES / "test_my_strategy.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        suite = unittest.defaultTestLoader.loadTestsFromTestCase(module.StrategyTests)
+        result = TestResult()
+        suite.run(result)
+        self.assertEqual(result.testsRun, 2)
+        self.assertTrue(result.wasSuccessful(), result.errors + result.failures)

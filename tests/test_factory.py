@@ -24,15 +24,18 @@ from ctrader_twisted.errors import (
     InvalidMessageError,
     NotEnoughMoneyError,
     NotSentError,
+    NotSentTimeout,
     OpenApiError,
     OutcomeUnknownError,
     QueueFullError,
+    RateLimitError,
     RequestTimeout,
     SilentConnectionError,
     UnknownMessageError,
     UnsupportedMessageError,
 )
 from ctrader_twisted.factory import HEARTBEAT_FRAME, Factory
+from ctrader_twisted.ratelimit import MAX_BLOCK_SECONDS, RateLimiter
 from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoErrorRes, ProtoMessage
 from ctrader_twisted.messages.OpenApiMessages_pb2 import (
     ProtoOAErrorRes,
@@ -108,7 +111,7 @@ class CorrelationTests(CoreTestCase):
 
     def test_generatedIdsAreNeverReused(self) -> None:
         # The official SDK used id(deferred), which CPython reuses.
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, None, None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, None, None)
         for _ in range(500):
             d = self.factory.request("VersionReq", responseTimeoutInSeconds=0.001)
             self.clock.advance(0.01)
@@ -129,7 +132,7 @@ class CorrelationTests(CoreTestCase):
         d = self.factory.request("VersionReq", clientMsgId="dup")
         self.flush()
         count = len(self.server.requests())
-        self.assertRaises(DuplicateClientMsgIdError, self.factory.request, "VersionReq", clientMsgId="dup")
+        self.failureResultOf(self.factory.request("VersionReq", clientMsgId="dup"), DuplicateClientMsgIdError)
         self.flush()
         self.assertEqual(len(self.server.requests()), count)
         # the first request is untouched and can still complete
@@ -211,6 +214,7 @@ class ErrorMappingTests(CoreTestCase):
         self.assertNotIn("s3cret-value", str(error) + repr(error))
 
     def test_errorFieldsAreCarried(self) -> None:
+        self.factory.retryRateLimited = False
         d = self.factory.request("VersionReq")
         self.server.reply(
             self.lastRequest(),
@@ -266,40 +270,41 @@ class BadArgumentTests(CoreTestCase):
         self.assertEqual(self.server.requests(), [])
 
     def test_unknownName(self) -> None:
-        e = self.assertRaises(UnknownMessageError, self.factory.request, "AccountsListReq")
+        e = self.failureResultOf(self.factory.request("AccountsListReq"), UnknownMessageError).value
         self.assertIn("AccountsListReq", str(e))
         self.assertNothingWritten()
 
     def test_unknownField(self) -> None:
-        e = self.assertRaises(InvalidMessageError, self.factory.request, "VersionReq", colour="red")
+        e = self.failureResultOf(self.factory.request("VersionReq", colour="red"), InvalidMessageError).value
         self.assertIn("colour", str(e))
         self.assertNothingWritten()
 
     def test_missingRequiredField(self) -> None:
-        e = self.assertRaises(InvalidMessageError, self.factory.request, "AccountAuthReq", ctidTraderAccountId=1)
+        d = self.factory.request("AccountAuthReq", ctidTraderAccountId=1)
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertIn("accessToken", str(e))
         self.assertNothingWritten()
 
     def test_negativeVolume(self) -> None:
-        e = self.assertRaises(
-            InvalidMessageError, self.factory.request, "NewOrderReq",
-            ctidTraderAccountId=1, symbolId=1, orderType=1, tradeSide=1, volume=-5,
-        )
+        d = self.factory.request("NewOrderReq", ctidTraderAccountId=1, symbolId=1, orderType=1, tradeSide=1, volume=-5)
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertIn("volume", str(e))
         self.assertNothingWritten()
 
     def test_wrongTypeDoesNotEchoValue(self) -> None:
-        e = self.assertRaises(InvalidMessageError, self.factory.request, "ApplicationAuthReq",
-                              clientId="x", clientSecret=12345678)
+        d = self.factory.request("ApplicationAuthReq", clientId="x", clientSecret=12345678)
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertNotIn("12345678", str(e))
         self.assertNothingWritten()
 
     def test_badTimeout(self) -> None:
-        self.assertRaises(InvalidMessageError, self.factory.request, "VersionReq", responseTimeoutInSeconds=-1)
+        for bad in (-1, 0, float("nan"), float("inf"), "5", True):
+            self.failureResultOf(self.factory.request("VersionReq", responseTimeoutInSeconds=bad), InvalidMessageError)
         self.assertNothingWritten()
 
     def test_eventMessageWithoutPayloadType(self) -> None:
-        self.assertRaises(InvalidMessageError, self.factory.request, "ProtoOASymbol", symbolId=1, digits=5, pipPosition=4)
+        d = self.factory.request("ProtoOASymbol", symbolId=1, digits=5, pipPosition=4)
+        self.failureResultOf(d, InvalidMessageError)
         self.assertNothingWritten()
 
 
@@ -348,7 +353,7 @@ class TimeoutTests(CoreTestCase):
     def test_timeoutCountsFromTheWriteNotFromSend(self) -> None:
         # The official SDK started the clock at send(), so queued requests
         # timed out before being written.
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None, margin=0)
         first = self.factory.request("VersionReq", responseTimeoutInSeconds=2)
         second = self.factory.request("VersionReq", responseTimeoutInSeconds=2)
         self.flush()
@@ -375,7 +380,7 @@ class CancellationTests(CoreTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [c for c in self.clock.getDelayedCalls() if c.active()])
 
     def test_cancelledQueuedRequestIsNeverWritten(self) -> None:
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None, margin=0)
         self.factory.request("VersionReq")
         queued = self.factory.request("VersionReq", clientMsgId="never")
         queued.cancel()
@@ -391,7 +396,7 @@ class CancellationTests(CoreTestCase):
 
     def test_cancelledRequestsDoNotStarveHeartbeats(self) -> None:
         # The official SDK sent no heartbeat for 50 s with 300 cancelled requests queued.
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=5, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=5, historicalRequestsPerSecond=None, margin=0)
         for _ in range(300):
             d = self.factory.request("VersionReq")
             d.addErrback(lambda f: None)
@@ -418,7 +423,7 @@ class DisconnectTests(CoreTestCase):
         self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()], [])
 
     def test_queuedRequestsFailAsNotSent(self) -> None:
-        self.factory.outbox.limiter = type(self.factory.limiter)(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None)
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=1, historicalRequestsPerSecond=None, margin=0)
         sent = self.factory.request("VersionReq")
         queued = self.factory.request("VersionReq")
         self.flush()
@@ -560,19 +565,30 @@ class RateLimitTests(CoreTestCase):
         self.assertEqual(len(self.server.requests()), 50)
 
     def test_fiftyPerSecond(self) -> None:
+        """50 requests go at once; the next 50 once the oldest left the
+        window of 1 s plus the 0.1 s margin for uneven arrivals."""
         for _ in range(120):
             self.factory.request("VersionReq", responseTimeoutInSeconds=None)
         self.flush()
         self.assertEqual(len(self.server.requests()), 50)
-        self.clock.advance(0.5)
+        self.clock.advance(1.0)
         self.flush()
         self.assertEqual(len(self.server.requests()), 50)
-        self.clock.advance(0.5)
+        self.clock.advance(0.1)
         self.flush()
         self.assertEqual(len(self.server.requests()), 100)
-        self.clock.advance(1)
+        self.clock.advance(1.1)
         self.flush()
         self.assertEqual(len(self.server.requests()), 120)
+
+    def test_noMarginCountsWholeSeconds(self) -> None:
+        self.factory.outbox.limiter = RateLimiter(self.clock, requestsPerSecond=50, margin=0)
+        for _ in range(60):
+            self.factory.request("VersionReq", responseTimeoutInSeconds=None)
+        self.flush()
+        self.clock.advance(1.0)
+        self.flush()
+        self.assertEqual(len(self.server.requests()), 60)
 
     def test_historicalFivePerSecondDoesNotHoldOtherRequests(self) -> None:
         for _ in range(7):
@@ -583,32 +599,90 @@ class RateLimitTests(CoreTestCase):
         types = [m.payloadType for m in self.server.requests()]
         self.assertEqual(types.count(2137), 5)
         self.assertIn(2104, types)
-        self.clock.advance(1)
+        self.clock.advance(1.1)
         self.flush()
         self.assertEqual([m.payloadType for m in self.server.requests()].count(2137), 7)
 
     def test_blockedPayloadTypeHeldForRetryAfter(self) -> None:
-        d = self.factory.request("VersionReq")
+        """A BLOCKED_PAYLOAD_TYPE answer holds that payload type for its
+        retryAfter, other types go on, and the refused request is written
+        again when the hold ends (the server did not act on it)."""
+        d = self.factory.request("VersionReq", clientMsgId="first", responseTimeoutInSeconds=10)
         self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="BLOCKED_PAYLOAD_TYPE", retryAfter=3))
         self.flush()
-        self.failureResultOf(d, BlockedPayloadTypeError)
+        self.assertNoResult(d)
         held = self.factory.request("VersionReq", clientMsgId="held")
         other = self.factory.request("AssetClassListReq", ctidTraderAccountId=1, clientMsgId="other")
         self.flush()
         ids = [m.clientMsgId for m in self.server.requests()]
-        self.assertIn("other", ids)
-        self.assertNotIn("held", ids)
+        self.assertEqual(ids, ["first", "other"])
         self.clock.advance(3)
         self.flush()
-        self.assertIn("held", [m.clientMsgId for m in self.server.requests()])
+        self.assertEqual([m.clientMsgId for m in self.server.requests()][2:], ["first", "held"])
+        self.server.reply(self.server.requests()[2], ProtoOAVersionRes(version="91"))
+        self.flush()
+        self.assertEqual(self.successResultOf(d).version, "91")
         self.assertNoResult(held)
         self.assertNoResult(other)
+        self.assertEqual(self.factory.rateLimitRetries, 1)
+
+    def test_blockedWithoutRetryFails(self) -> None:
+        self.factory.retryRateLimited = False
+        d = self.factory.request("VersionReq")
+        self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="BLOCKED_PAYLOAD_TYPE", retryAfter=3))
+        self.flush()
+        self.failureResultOf(d, BlockedPayloadTypeError)
+
+    def test_absurdRetryAfterIsBounded(self) -> None:
+        """A retryAfter of 1e12 s holds the type for MAX_BLOCK_SECONDS only,
+        and a request held by it still fires within its own timeout."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        d = self.factory.request("VersionReq", clientMsgId="first")
+        self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="BLOCKED_PAYLOAD_TYPE", retryAfter=10**12))
+        self.flush()
+        held = self.factory.request("VersionReq", clientMsgId="held", responseTimeoutInSeconds=2)
+        self.clock.advance(2)
+        self.failureResultOf(held, NotSentTimeout)
+        self.assertNoResult(d)  # the refused one waits under its own deadline (from its write)
+        self.clock.advance(3)
+        self.failureResultOf(d, NotSentTimeout)
+        self.assertTrue(self.factory.limiter.isBlocked(2104))
+        self.clock.advance(MAX_BLOCK_SECONDS)
+        self.assertFalse(self.factory.limiter.isBlocked(2104))
+        self.assertIn("the maximum", " ".join(str(e.get("log_format")) for e in events))
+
+    def test_frequencyExceededIsRetriedWithBackoff(self) -> None:
+        d = self.factory.request("VersionReq", clientMsgId="a", responseTimeoutInSeconds=30)
+        for n in range(3):
+            self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="REQUEST_FREQUENCY_EXCEEDED"))
+            self.flush()
+            self.assertNoResult(d)
+            written = len(self.server.requests())
+            self.clock.advance(0.25 * 2**n - 0.01)
+            self.flush()
+            self.assertEqual(len(self.server.requests()), written)
+            self.clock.advance(0.01)
+            self.flush()
+            self.assertEqual(len(self.server.requests()), written + 1)
+        self.server.reply(self.lastRequest(), ProtoOAVersionRes(version="91"))
+        self.flush()
+        self.successResultOf(d)
+
+    def test_retriesAreBounded(self) -> None:
+        self.factory.maxRateLimitRetries = 2
+        d = self.factory.request("VersionReq", responseTimeoutInSeconds=None)
+        for _ in range(3):
+            self.server.reply(self.lastRequest(), ProtoOAErrorRes(errorCode="REQUEST_FREQUENCY_EXCEEDED"))
+            self.clock.advance(8)
+            self.flush()
+        self.failureResultOf(d, RateLimitError)
+        self.assertEqual(len(self.server.requests()), 3)
 
     def test_queueIsBounded(self) -> None:
         factory = Factory(TcpProtocol, self.clock, maxQueuedRequests=3)
         for _ in range(3):
             factory.request("VersionReq")  # not connected: all queued
-        e = self.assertRaises(QueueFullError, factory.request, "VersionReq")
+        e = self.failureResultOf(factory.request("VersionReq"), QueueFullError).value
         self.assertIn("maxQueuedRequests=3", str(e))
         factory.failQueued(NotSentError("test over"))
         self.flushLoggedErrors()
@@ -665,10 +739,8 @@ class RepeatedVolumeTests(CoreTestCase):
         self.factory.request("ExpectedMarginReq", ctidTraderAccountId=1, symbolId=1, volume=[100, 200])
         self.flush()
         self.assertEqual(self.server.requests()[-1].payloadType, 2139)
-        e = self.assertRaises(
-            InvalidMessageError, self.factory.request, "ExpectedMarginReq",
-            ctidTraderAccountId=1, symbolId=1, volume=[100, 0],
-        )
+        d = self.factory.request("ExpectedMarginReq", ctidTraderAccountId=1, symbolId=1, volume=[100, 0])
+        e = self.failureResultOf(d, InvalidMessageError).value
         self.assertIn("volume", str(e))
 
 
@@ -682,7 +754,7 @@ class QueuedCancellationTests(SynchronousTestCase):
         first.cancel()
         self.failureResultOf(first, CancelledError)
         third = factory.request("VersionReq")  # the cancelled one's place is free
-        self.assertRaises(QueueFullError, factory.request, "VersionReq")
+        self.failureResultOf(factory.request("VersionReq"), QueueFullError)
         client, server, pump = connectInMemory(factory, clock)
         self.assertEqual(len(server.requests()), 2)
         for d in (second, third):

@@ -47,8 +47,10 @@ class FaultProofTests(TestCase):
         self.assertEqual(dict(report.otherErrors), {})
         self.assertEqual(report.ordersDuplicated, 0)
         self.assertLessEqual(report.ordersOnServer, report.ordersSent)
-        self.assertGreater(report.drops, 0)  # faults really happened
-        self.assertGreater(report.outcomeUnknown, 0)
+        # Faults really happened (drops are armed by message counts, not by
+        # time). How many requests each drop catches in flight is left to
+        # timing, so it is reported, not asserted.
+        self.assertGreater(report.drops, 0)
         self.assertEqual(report.restoresComplete, report.reconnects)
         self.assertGreater(report.reconnects, 0)
         self.assertEqual(report.eventsSent, 40_000)

@@ -54,7 +54,10 @@ class NumberTests(SynchronousTestCase):
         self.assertIsNone(positiveNumber(float, "duration", None))
 
     def test_positiveNumberRefusals(self) -> None:
-        for kind, value in ((int, "x"), (int, "2.5"), (int, 0), (float, "-1"), (float, 0.0)):
+        for kind, value in (
+            (int, "x"), (int, "2.5"), (int, 0), (float, "-1"), (float, 0.0),
+            (float, "nan"), (float, "inf"), (float, "-inf"), (float, float("nan")), (int, "inf"),
+        ):
             with self.assertRaises(UsageError) as raised:
                 positiveNumber(kind, "count", value)  # type: ignore[type-var]
             self.assertEqual(str(raised.exception), "--count must be a positive number")

@@ -299,7 +299,7 @@ class ManagedSessionTests(SynchronousTestCase):
 
     def test_authorizeAccountNeedsTheApplication(self) -> None:
         plain = Client("localhost", 5035, clock=self.clock, endpoint=self.endpoint)
-        self.assertRaises(NotConnectedError, plain.authorizeAccount, 1, "t")
+        self.failureResultOf(plain.authorizeAccount(1, "t"), NotConnectedError)
 
     def test_everyDeferredFiresOnce(self) -> None:
         self.start()

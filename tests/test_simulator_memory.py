@@ -47,7 +47,8 @@ class Link:
 
     def __init__(self, test: SimulatorMemoryTestCase, **factoryArgs: Any) -> None:
         args: dict[str, Any] = dict(
-            heartbeatInterval=None, responseTimeout=None, requestsPerSecond=None, historicalRequestsPerSecond=None
+            heartbeatInterval=None, responseTimeout=None, requestsPerSecond=None, historicalRequestsPerSecond=None,
+            retryRateLimited=False,
         )
         args.update(factoryArgs)
         self.test = test

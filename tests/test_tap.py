@@ -87,6 +87,19 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((options["count"], options["duration"]), (5, 2.5))
         self.assertTrue(options["depth"])
 
+    def test_tokenFile(self) -> None:
+        """``--token-file``: the stream service reads its tokens there (and writes refreshed ones back)."""
+        from ctrader_twisted.tokens import FileTokenStore, Tokens
+
+        path = Path(self.mktemp())
+        FileTokenStore(path, key="i").save(Tokens.fromAnswer({"accessToken": "a", "refreshToken": "r", "expiresIn": 9}, 0))
+        options = self.parse("--symbols", "EURUSD", "--host", "demo", "--client-id", "i", "--client-secret", "s",
+                             "--token-file", str(path))
+        self.assertEqual(options.settings.tokenFile, str(path))
+        self.assertEqual(options.settings.credentials.accessToken, "a")  # type: ignore[union-attr]
+        service = tap.makeService(options, reactor=object())
+        self.assertEqual(service.connection.tokenStore.path, path)  # type: ignore[attr-defined,union-attr]
+
     def test_environmentCredentials(self) -> None:
         """Host, credentials and accounts from the environment, as in the console command."""
         environ = dict(self.environ, CTRADER_HOST="live", CTRADER_CLIENT_ID="i", CTRADER_CLIENT_SECRET="s",
@@ -108,6 +121,8 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError("unknown trend bar period", "--symbols", "EURUSD", "--trendbars", "M7")
         self.assertUsageError("--count must be a positive number", "--symbols", "EURUSD", "--count", "x")
         self.assertUsageError("--duration must be a positive number", "--symbols", "EURUSD", "--duration", "-1")
+        self.assertUsageError("--duration must be a positive number", "--symbols", "EURUSD", "--duration", "nan")
+        self.assertUsageError("--timeout must be a positive number", "--symbols", "EURUSD", "--timeout", "inf")
         self.assertUsageError("--port must be an integer", "--symbols", "EURUSD", "--port", "x")
         self.assertUsageError("no client id", "--symbols", "EURUSD", "--host", "demo")
         self.assertUsageError("cannot open", "--symbols", "EURUSD", "--output", "/nonexistent/dir/out.jsonl")

@@ -8,6 +8,7 @@ Subcommands::
     ctrader-twisted symbols
     ctrader-twisted symbol EURUSD
     ctrader-twisted bars EURUSD --period M15 --from 2026-01-05 --to 2026-01-06
+    ctrader-twisted login
     ctrader-twisted simulator
     ctrader-twisted consume --redis URL --group NAME --account ID
 
@@ -36,6 +37,8 @@ package:
 * :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``,
   ``simulator``;
 * :mod:`~ctrader_twisted.cli.history`: ``bars``;
+* :mod:`~ctrader_twisted.cli.login`: ``login`` (OAuth in the browser, tokens
+  kept in the token file);
 * :mod:`~ctrader_twisted.cli.jsonlines`: JSON lines, prices and times;
 * :mod:`~ctrader_twisted.cli.status`: status lines, error descriptions, exit
   statuses;
@@ -54,7 +57,7 @@ from twisted.logger import Logger
 
 from .._version import __version__
 from ..errors import CTraderError
-from . import commands, history
+from . import commands, history, login
 from .config import ConfigError, Settings, loadSettings
 from .connect import SIMULATOR_SPOT_INTERVAL, Connection
 from .options import UsageError, portNumber, positiveNumber
@@ -96,6 +99,9 @@ def _connectionOptions() -> argparse.ArgumentParser:
     secrets.add_argument("--client-secret", dest="clientSecret", metavar="SECRET", help="env CTRADER_CLIENT_SECRET")
     secrets.add_argument("--access-token", dest="accessToken", metavar="TOKEN", help="env CTRADER_ACCESS_TOKEN")
     secrets.add_argument("--refresh-token", dest="refreshToken", metavar="TOKEN", help="env CTRADER_REFRESH_TOKEN")
+    secrets.add_argument("--token-file", dest="tokenFile", metavar="PATH",
+                         help="where `login` and refreshes keep the tokens (env CTRADER_TOKEN_FILE; "
+                         "default ~/.config/ctrader-twisted/tokens.json)")
     common.add_argument("-v", "--verbose", action="count", default=0, help="log steps to stderr (-vv: debug)")
     return common
 
@@ -137,6 +143,7 @@ def buildParser() -> argparse.ArgumentParser:
     bars.add_argument("--to", dest="end", metavar="ISO", help="end, ISO 8601 (default now)")
     bars.add_argument("--output", "-o", metavar="FILE", help="write the CSV to FILE (default stdout)")
 
+    login.addParser(sub, common)
     addConsumeParser(sub)
 
     # Everything after "simulator" goes to the simulator's own options
@@ -147,10 +154,15 @@ def buildParser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, environ: Any) -> Settings:
+    return loadSettings(_options(args), environ, args.config)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
     options = {name: getattr(args, name, None) for name in (
-        "host", "websocket", "caFile", "clientId", "clientSecret", "accessToken", "refreshToken", "accounts")}
+        "host", "websocket", "caFile", "clientId", "clientSecret", "accessToken", "refreshToken", "accounts",
+        "tokenFile")}
     options["port"] = portNumber(args.port)
-    return loadSettings(options, environ, args.config)
+    return options
 
 
 _Handler = Callable[[Connection, argparse.Namespace, TextIO, TextIO], Awaitable[int]]
@@ -167,6 +179,8 @@ _ONE_SHOT: dict[str, _Handler] = {
 async def _execute(reactor: Any, args: argparse.Namespace, stdout: TextIO, stderr: TextIO, environ: Any) -> int:
     """Run a parsed command line; every error is one line on *stderr*."""
     try:
+        if args.command == "login":
+            return await login.login(reactor, args, _options(args), environ, stdout, stderr)
         if args.command == "consume":
             return await consumeCommand(reactor, args, stdout, stderr)
         settings = _settings(args, environ)
@@ -175,7 +189,7 @@ async def _execute(reactor: Any, args: argparse.Namespace, stdout: TextIO, stder
         timeout = positiveNumber(float, "timeout", args.timeout)
         if args.command == "stream":
             return await streamCommand(reactor, args, settings, stdout, stderr)
-        return await _oneShot(Connection(reactor, settings, timeout=timeout), args, stdout, stderr)
+        return await _oneShot(Connection(reactor, settings, timeout=timeout, status=stderr), args, stdout, stderr)
     except (UsageError, ConfigError) as error:
         say(stderr, f"error: {error}")
         return EXIT_USAGE

@@ -13,6 +13,14 @@ Every setting comes from the first of these that has it:
 
 With no host anywhere the command runs against the bundled simulator.
 
+Tokens have one more source: the token file (``--token-file``,
+``CTRADER_TOKEN_FILE``, ``token_file``; by default ``tokens.json`` beside the
+default config file), written by ``ctrader-twisted login`` and after every
+refresh (:mod:`ctrader_twisted.tokens`). Its tokens win over the configured
+ones when nothing is configured, or when they replace the configured ones
+(a refresh or a login since); configured tokens the file has never seen
+are newer (pasted from the playground, say) and win.
+
 Secrets (client secret, access and refresh tokens) are never part of a
 ``repr``, a log event or an error message: errors name the setting and where
 it came from, never its value.
@@ -28,12 +36,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..endpoints import EndPoints
+from ..tokens import FileTokenStore, TokenStoreError, Tokens, configDirectory, defaultTokenPath, preferStored
 
 __all__ = [
     "ConfigError",
     "Credentials",
     "Settings",
+    "Application",
     "loadSettings",
+    "loadApplication",
     "defaultConfigPath",
     "parseAccountIds",
     "resolveHost",
@@ -55,6 +66,7 @@ ENVIRONMENT: dict[str, str] = {
     "accessToken": "CTRADER_ACCESS_TOKEN",
     "refreshToken": "CTRADER_REFRESH_TOKEN",
     "accounts": "CTRADER_ACCOUNT_ID",
+    "tokenFile": "CTRADER_TOKEN_FILE",
 }
 
 #: Config-file key to (setting name, expected type description).
@@ -68,6 +80,7 @@ _FILE_KEYS: dict[str, str] = {
     "access_token": "accessToken",
     "refresh_token": "refreshToken",
     "accounts": "accounts",
+    "token_file": "tokenFile",
 }
 
 _SECRETS = frozenset({"clientSecret", "accessToken", "refreshToken"})
@@ -81,12 +94,18 @@ HOST_ALIASES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Credentials:
-    """Application credentials and the access token of the trading accounts."""
+    """Application credentials and the access token of the trading accounts.
+
+    :ivar stored: the tokens come from the token file (:attr:`tokens`).
+    :ivar tokens: the token file's record when :attr:`stored`, else ``None``.
+    """
 
     clientId: str
     clientSecret: str = field(repr=False)
     accessToken: str = field(repr=False)
     refreshToken: str | None = field(default=None, repr=False)
+    stored: bool = False
+    tokens: Tokens | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,7 @@ class Settings:
     :ivar configPath: the config file read, if any.
     :ivar warnings: one-line warnings for the user (for example a config file
         holding secrets that other users can read).
+    :ivar tokenFile: the token file (read and written for a remote host).
     """
 
     host: str | None
@@ -113,18 +133,45 @@ class Settings:
     accountIds: tuple[int, ...] = ()
     configPath: str | None = None
     warnings: tuple[str, ...] = ()
+    tokenFile: str | None = None
 
     @property
     def simulated(self) -> bool:
         """Whether the bundled simulator is the server."""
         return self.host is None
 
+    def tokenStore(self) -> FileTokenStore | None:
+        """The token file's store for these credentials (``None`` for the simulator)."""
+        if self.credentials is None or self.tokenFile is None:
+            return None
+        return FileTokenStore(self.tokenFile, key=self.credentials.clientId)
+
+
+@dataclass(frozen=True)
+class Application:
+    """What ``ctrader-twisted login`` needs: the application, where its tokens
+    go, and the tokens configured now (the new ones replace them).
+
+    :ivar host: the configured host (to list the accounts of the new tokens),
+        or ``None``.
+    """
+
+    clientId: str
+    clientSecret: str = field(repr=False)
+    tokenFile: str
+    accessToken: str | None = field(default=None, repr=False)
+    refreshToken: str | None = field(default=None, repr=False)
+    host: str | None = None
+    port: int = EndPoints.PROTOBUF_PORT
+    websocket: bool = False
+    caFile: str | None = None
+    configPath: str | None = None
+    warnings: tuple[str, ...] = ()
+
 
 def defaultConfigPath(environ: Mapping[str, str] | None = None) -> Path:
     """``$XDG_CONFIG_HOME/ctrader-twisted/config.toml`` (``~/.config`` by default)."""
-    environ = os.environ if environ is None else environ
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".config")
-    return Path(base) / "ctrader-twisted" / "config.toml"
+    return configDirectory(environ) / "config.toml"
 
 
 def resolveHost(host: str) -> str:
@@ -208,69 +255,113 @@ def _readConfig(path: Path) -> tuple[dict[str, Any], list[str]]:
     return settings, warnings
 
 
+class _Sources:
+    """The settings of the options, the environment and the config file,
+    looked up in that order (see the module docs)."""
+
+    def __init__(
+        self,
+        options: Mapping[str, Any] | None,
+        environ: Mapping[str, str] | None,
+        configPath: str | os.PathLike[str] | None,
+    ) -> None:
+        environ = os.environ if environ is None else environ
+        self.environ = environ
+        self.options = {k: v for k, v in (options or {}).items() if v is not None}
+        path: Path | None
+        if configPath is None and environ.get("CTRADER_CONFIG"):
+            configPath = environ["CTRADER_CONFIG"]
+        if configPath is not None:
+            path = Path(configPath).expanduser()
+            self.file, warnings = _readConfig(path)
+        else:
+            path = defaultConfigPath(environ)
+            if path.is_file():
+                self.file, warnings = _readConfig(path)
+            else:
+                path, self.file, warnings = None, {}, []
+        self.path = path
+        self.warnings = tuple(warnings)
+        self.env: dict[str, Any] = {}
+        for name, variable in ENVIRONMENT.items():
+            value = environ.get(variable)
+            if value:
+                self.env[name] = value
+
+    def pick(self, name: str) -> tuple[Any, str]:
+        """The value of setting *name* and where it came from (``None, ""`` if unset)."""
+        if name in self.options:
+            return self.options[name], "option"
+        if name in self.env:
+            return self.env[name], ENVIRONMENT[name]
+        if name in self.file:
+            return self.file[name], f"config file {self.path}"
+        return None, ""
+
+    def port(self) -> int:
+        value, source = self.pick("port")
+        if value is None:
+            return EndPoints.PROTOBUF_PORT
+        try:
+            port = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"port ({source}) must be an integer from 1 to 65535") from None
+        if not 0 < port < 65536:
+            raise ConfigError(f"port ({source}) must be an integer from 1 to 65535")
+        return port
+
+    def caFile(self) -> str | None:
+        caFile, source = self.pick("caFile")
+        if caFile is None:
+            return None
+        caFile = str(Path(caFile).expanduser())
+        if not os.path.isfile(caFile):
+            raise ConfigError(f"CA file {caFile} ({source}) does not exist")
+        return caFile
+
+    def tokenFile(self) -> str:
+        value, _ = self.pick("tokenFile")
+        return str(Path(value).expanduser()) if value else str(defaultTokenPath(self.environ))
+
+    def required(self, name: str, what: str, forWhat: str) -> str:
+        value, _ = self.pick(name)
+        if not value:
+            variable = ENVIRONMENT[name]
+            key = next(k for k, v in _FILE_KEYS.items() if v == name)
+            raise ConfigError(f"no {what} for {forWhat}: set {variable} or {key} in the config file (see docs/cli.rst)")
+        return str(value)
+
+    def optional(self, name: str) -> str | None:
+        value, _ = self.pick(name)
+        return str(value) if value else None
+
+
 def loadSettings(
     options: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     configPath: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Merge options, environment and config file into :class:`Settings`.
+    """Merge options, environment, config file and token file into :class:`Settings`.
 
     :param options: setting name (``host``, ``port``, ``websocket``,
         ``caFile``, ``clientId``, ``clientSecret``, ``accessToken``,
-        ``refreshToken``, ``accounts``) to value; ``None`` values are ignored.
+        ``refreshToken``, ``accounts``, ``tokenFile``) to value; ``None``
+        values are ignored.
     :param environ: environment variables (``os.environ`` by default).
     :param configPath: config file to read (it must exist); by default
         ``CTRADER_CONFIG`` or :func:`defaultConfigPath` when it exists.
-    :raises ConfigError: malformed or incomplete settings.
+    :raises ConfigError: malformed or incomplete settings, or an unreadable
+        token file.
     """
-    environ = os.environ if environ is None else environ
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    path: Path | None
-    if configPath is None and environ.get("CTRADER_CONFIG"):
-        configPath = environ["CTRADER_CONFIG"]
-    if configPath is not None:
-        path = Path(configPath).expanduser()
-        fileSettings, warnings = _readConfig(path)
-    else:
-        path = defaultConfigPath(environ)
-        if path.is_file():
-            fileSettings, warnings = _readConfig(path)
-        else:
-            path, fileSettings, warnings = None, {}, []
-
-    envSettings: dict[str, Any] = {}
-    for name, variable in ENVIRONMENT.items():
-        value = environ.get(variable)
-        if value:
-            envSettings[name] = value
-
-    def pick(name: str) -> tuple[Any, str]:
-        if name in options:
-            return options[name], "option"
-        if name in envSettings:
-            return envSettings[name], ENVIRONMENT[name]
-        if name in fileSettings:
-            return fileSettings[name], f"config file {path}"
-        return None, ""
-
-    host, _ = pick("host")
-    portValue, portSource = pick("port")
-    port = EndPoints.PROTOBUF_PORT
-    if portValue is not None:
-        try:
-            port = int(portValue)
-        except (TypeError, ValueError):
-            raise ConfigError(f"port ({portSource}) must be an integer from 1 to 65535") from None
-        if not 0 < port < 65536:
-            raise ConfigError(f"port ({portSource}) must be an integer from 1 to 65535")
-    websocket, _ = pick("websocket")
-    caFile, caSource = pick("caFile")
-    if caFile is not None:
-        caFile = str(Path(caFile).expanduser())
-        if not os.path.isfile(caFile):
-            raise ConfigError(f"CA file {caFile} ({caSource}) does not exist")
-    accountsValue, accountsSource = pick("accounts")
+    sources = _Sources(options, environ, configPath)
+    host, _ = sources.pick("host")
+    port = sources.port()
+    websocket, _ = sources.pick("websocket")
+    caFile = sources.caFile()
+    accountsValue, accountsSource = sources.pick("accounts")
     accountIds = () if accountsValue is None else parseAccountIds(accountsValue, accountsSource)
+    path = sources.path
+    tokenFile = sources.tokenFile()
 
     if host is None:
         return Settings(
@@ -278,31 +369,62 @@ def loadSettings(
             websocket=bool(websocket),
             accountIds=accountIds,
             configPath=str(path) if path else None,
-            warnings=tuple(warnings),
+            warnings=sources.warnings,
+            tokenFile=tokenFile,
         )
     host = resolveHost(str(host))
-    values = {}
-    for name, what in (
-        ("clientId", "client id"),
-        ("clientSecret", "client secret"),
-        ("accessToken", "access token"),
-    ):
-        value, _ = pick(name)
-        if not value:
-            variable = ENVIRONMENT[name]
-            key = next(k for k, v in _FILE_KEYS.items() if v == name)
+    clientId = sources.required("clientId", "client id", host)
+    clientSecret = sources.required("clientSecret", "client secret", host)
+    accessToken = sources.optional("accessToken")
+    refreshToken = sources.optional("refreshToken")
+    try:
+        stored = FileTokenStore(tokenFile, key=clientId).load()
+    except TokenStoreError as error:
+        raise ConfigError(str(error)) from None
+    if stored is not None and preferStored(stored, accessToken, refreshToken):
+        credentials = Credentials(clientId, clientSecret, stored.accessToken, stored.refreshToken, True, stored)
+    else:
+        if accessToken is None:
             raise ConfigError(
-                f"no {what} for {host}: set {variable} or {key} in the config file (see docs/cli.rst)"
+                f"no access token for {host}: run `ctrader-twisted login` (tokens go to {tokenFile}), or set "
+                "CTRADER_ACCESS_TOKEN or access_token in the config file (see docs/credentials.rst)"
             )
-        values[name] = str(value)
-    refreshToken, _ = pick("refreshToken")
+        credentials = Credentials(clientId, clientSecret, accessToken, refreshToken)
     return Settings(
         host=host,
         port=port,
         websocket=bool(websocket),
         caFile=caFile,
-        credentials=Credentials(refreshToken=str(refreshToken) if refreshToken else None, **values),
+        credentials=credentials,
         accountIds=accountIds,
         configPath=str(path) if path else None,
-        warnings=tuple(warnings),
+        warnings=sources.warnings,
+        tokenFile=tokenFile,
+    )
+
+
+def loadApplication(
+    options: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    configPath: str | os.PathLike[str] | None = None,
+) -> Application:
+    """The settings ``ctrader-twisted login`` needs (same sources as :func:`loadSettings`).
+
+    :raises ConfigError: no client id or secret, or malformed settings.
+    """
+    sources = _Sources(options, environ, configPath)
+    host, _ = sources.pick("host")
+    websocket, _ = sources.pick("websocket")
+    return Application(
+        clientId=sources.required("clientId", "client id", "the authorization"),
+        clientSecret=sources.required("clientSecret", "client secret", "the authorization"),
+        tokenFile=sources.tokenFile(),
+        accessToken=sources.optional("accessToken"),
+        refreshToken=sources.optional("refreshToken"),
+        host=resolveHost(str(host)) if host else None,
+        port=sources.port(),
+        websocket=bool(websocket),
+        caFile=sources.caFile(),
+        configPath=str(sources.path) if sources.path else None,
+        warnings=sources.warnings,
     )

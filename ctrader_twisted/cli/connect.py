@@ -6,7 +6,9 @@ starts the bundled simulator in-process on free loopback ports (and uses
 its credentials and CA), otherwise it targets the configured host; then it
 builds a managed-session :class:`~ctrader_twisted.client.Client`, waits for
 its first session (failing fast when retrying cannot help), authorizes the
-accounts and resolves symbol names. The one-shot commands
+accounts and resolves symbol names. With a refresh token it also renews a
+refused access token and keeps the new pair in the token file, so the next
+run starts with it (a refresh token works once). The one-shot commands
 (:mod:`~ctrader_twisted.cli.commands`, :mod:`~ctrader_twisted.cli.history`)
 and the stream service (:mod:`~ctrader_twisted.cli.stream`) differ only in
 what they do with the client, and in what they tell the user.
@@ -14,24 +16,30 @@ what they do with the client, and in what they tell the user.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, TextIO
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..client import Client
+from ..errors import AccessTokenInvalidError
 from ..tcp import TcpProtocol
+from ..tokens import ITokenStore, Tokens, TokenStoreError
 from .config import Credentials, Settings
 from .jsonlines import SymbolInfo
-from .status import StreamError
+from .status import StreamError, say
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
     from ..simulator.server import Listening
 
 __all__ = ["Connection", "connectClient", "SIMULATOR_SPOT_INTERVAL"]
+
+_log = Logger()
 
 #: Seconds between market ticks of the in-process simulator (a lively demo).
 SIMULATOR_SPOT_INTERVAL = 0.25
@@ -48,6 +56,9 @@ class Connection:
     :param spotInterval: market tick of the in-process simulator, seconds.
     :param clientOptions: extra :class:`Client` keyword arguments (tests:
         ``retryPolicy``, ``endpoint``, ``clock``).
+    :param status: where to say that refreshed tokens were kept (or not).
+    :param tokenStore: where refreshed tokens go (by default the settings'
+        token file; ``None`` with the simulator).
 
     :ivar host: the server's host (the simulator's once started).
     :ivar port: the server's port (the simulator's once started).
@@ -64,12 +75,16 @@ class Connection:
         timeout: float | None = 30.0,
         spotInterval: float = SIMULATOR_SPOT_INTERVAL,
         clientOptions: dict[str, Any] | None = None,
+        status: TextIO | None = None,
+        tokenStore: ITokenStore | None = None,
     ) -> None:
         self.reactor = reactor
         self.settings = settings
         self.timeout = timeout
         self.spotInterval = spotInterval
         self.clientOptions = dict(clientOptions or {})
+        self.status = status
+        self.tokenStore = tokenStore if tokenStore is not None else settings.tokenStore()
         self.host = settings.host or "localhost"
         self.port = settings.port
         self.credentials: Credentials | None = settings.credentials
@@ -137,7 +152,38 @@ class Connection:
             clientSecret=self.credentials.clientSecret,
             **self.clientOptions,
         )
+        if not settings.simulated and self.credentials.refreshToken:
+            self.client.setTokenRefresher(
+                self.credentials.refreshToken, self._tokensRefreshed, accessToken=self.credentials.accessToken
+            )
         return self.client
+
+    def _tokensRefreshed(self, client: Client, res: Any) -> None:
+        """Use the new pair from now on and keep it in the token store before
+        anything uses it (the old refresh token is dead)."""
+        old = self.credentials
+        assert old is not None
+        self.credentials = replace(old, accessToken=res.accessToken, refreshToken=res.refreshToken)
+        store = self.tokenStore
+        if store is None:
+            self._say("access token refreshed (kept in memory only: no token file)")
+            return
+        lineage = old.tokens.replaces if old.tokens is not None else ()
+        try:
+            tokens = replace(Tokens.fromRefreshRes(res, self.reactor.seconds()), replaces=lineage)
+            tokens = tokens.replacing(old.accessToken, old.refreshToken)
+            store.save(tokens)
+        except (ValueError, TokenStoreError) as error:
+            _log.error("Refreshed tokens not kept: {error}", error=str(error))
+            self._say(f"warning: access token refreshed but NOT kept ({error}); the next run needs `ctrader-twisted login`")
+            return
+        self.credentials = replace(self.credentials, tokens=tokens)
+        _log.info("Refreshed tokens kept in {store}", store=repr(store))
+        self._say(f"access token refreshed; the new tokens are kept in {getattr(store, 'path', store)!s}")
+
+    def _say(self, text: str) -> None:
+        if self.status is not None:
+            say(self.status, text)
 
     async def connect(self) -> Client:
         """Start (unless started) and wait for the client's first session.
@@ -149,8 +195,16 @@ class Connection:
         return await connectClient(client, self.reactor, self.timeout)
 
     async def listAccounts(self) -> list[Any]:
-        """The ``ProtoOACtidTraderAccount`` entries the access token grants."""
-        res = await self._client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=self.accessToken)
+        """The ``ProtoOACtidTraderAccount`` entries the access token grants
+        (a refused access token is refreshed once when a refresh token is known)."""
+        client = self._client
+        try:
+            res = await client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=self.accessToken)
+        except AccessTokenInvalidError:
+            if self.simulated or not (self.credentials and self.credentials.refreshToken):
+                raise
+            await client.refreshAccessToken()
+            res = await client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=self.accessToken)
         return list(res.ctidTraderAccount)
 
     async def authorizeAccounts(self, accountIds: Sequence[int]) -> list[int]:

@@ -11,6 +11,7 @@ environment and the config file are checked by :mod:`ctrader_twisted.cli.config`
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Literal, TextIO, TypeVar, overload
 
 from ..messages.OpenApiModelMessages_pb2 import ProtoOATrendbarPeriod
@@ -40,7 +41,7 @@ def positiveNumber(kind: type[_Number], option: str, value: str | _Number | None
         number = kind(value)
     except ValueError:
         raise UsageError(f"--{option} must be a positive number") from None
-    if not number > 0 or number == float("inf"):  # also NaN and infinity
+    if not math.isfinite(number) or number <= 0:
         raise UsageError(f"--{option} must be a positive number")
     return number
 

@@ -101,7 +101,8 @@ class StreamService(MultiService):
         self.reactor = reactor
         #: the simulator or the remote host, and the client connected there
         self.connection = Connection(
-            reactor, settings, timeout=connectTimeout, spotInterval=spotInterval, clientOptions=clientOptions
+            reactor, settings, timeout=connectTimeout, spotInterval=spotInterval, clientOptions=clientOptions,
+            status=status,
         )
         #: the client, once started
         self.client: Client | None = None
@@ -222,9 +223,6 @@ class StreamService(MultiService):
             host=connection.host, port=connection.port, transport=connection.transport,
         )
         self._say(f"connecting to {where} over {connection.transport}")
-        assert connection.credentials is not None
-        if connection.credentials.refreshToken:
-            client.setTokenRefresher(connection.credentials.refreshToken, self._tokensRefreshed)
         self.client = client
         client.setReadyCallback(self._ready)
         client.setDisconnectedCallback(self._disconnected)
@@ -302,10 +300,6 @@ class StreamService(MultiService):
         self._say(f"account {accountId} dropped by the server: {error}")
         if self.accountIds and accountId == self.accountIds[0] and not self._stopping:
             self._fail(StreamError(f"the market-data account {accountId} was dropped: {error}"))
-
-    def _tokensRefreshed(self, client: Client, res: Any) -> None:
-        # The new tokens are secrets: never shown. They live in memory only.
-        self._say("access token refreshed (kept in memory for this run; store a new refresh token for the next)")
 
     # --- events ----------------------------------------------------------------------
 

@@ -5,10 +5,13 @@
 
     twistd -n ctrader --symbols EURUSD,XAUUSD [--host demo] [--websocket]
         [--account ID[,ID]] [--trendbars M1] [--depth] [--output FILE]
-        [--ca-file PEM] [--config PATH] [--count N] [--duration S]
+        [--ca-file PEM] [--config PATH] [--token-file PATH] [--count N] [--duration S]
         [--redis URL [--redis-maxlen KIND=N,...] [--group NAME [--lease S]]]
 
-Without a host it streams from the bundled simulator, in-process. JSON lines
+Without a host it streams from the bundled simulator, in-process. With a
+host, tokens come from the token file when it holds newer ones than the
+configuration (``ctrader-twisted login`` writes it), and refreshed tokens are
+written back to it. JSON lines
 go to stdout (or ``--output``); status lines to stderr. When twistd would log
 to stdout (``-n`` without ``--logfile``), its log is sent to stderr instead,
 so stdout stays pure JSON lines.
@@ -74,6 +77,8 @@ class Options(usage.Options):
         ["client-secret", None, None, "Application client secret (prefer CTRADER_CLIENT_SECRET)."],
         ["access-token", None, None, "Access token (prefer CTRADER_ACCESS_TOKEN)."],
         ["refresh-token", None, None, "Refresh token (prefer CTRADER_REFRESH_TOKEN)."],
+        ["token-file", None, None,
+         "Token file: read at start, rewritten after each refresh (default ~/.config/ctrader-twisted/tokens.json)."],
         ["redis", None, None, "Publish every event to Redis Streams at this URL (JSON lines then only with --output)."],
         ["redis-maxlen", None, None, "MAXLEN ~ per stream kind in entries, e.g. spot=100000,exec=0."],
         ["redis-prefix", None, "ctrader", "First part of the Redis key names."],
@@ -128,6 +133,7 @@ class Options(usage.Options):
             "clientSecret": self["client-secret"],
             "accessToken": self["access-token"],
             "refreshToken": self["refresh-token"],
+            "tokenFile": self["token-file"],
         }
         self.settings: Settings = loadSettings(options, self.environ, self["config"])
         self["leaseSeconds"] = positiveNumber(float, "lease", self["lease"])

@@ -100,7 +100,7 @@ class RedisServer:
     :ivar pid: the running server's process id, or ``None``.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], binary: str | None = None, appendonly: bool = True,
+    def __init__(self, directory: str | Path, binary: str | None = None, appendonly: bool = True,
                  port: int | None = None, extraArgs: list[str] | None = None) -> None:
         found = binary or findServerBinary()
         if found is None:

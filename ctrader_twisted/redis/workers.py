@@ -171,7 +171,7 @@ class SharedAccountsService(MultiService):
         await connection.connect()
         return connection
 
-    async def connectionFor(self, account: int) -> Connection:
+    async def _connectionFor(self, account: int) -> Connection:
         """The connection of *account*'s endpoint (opened on first use)."""
         where = self.endpoints.get(self.live.get(account, False))
         if where is None or where == (self.connection.host, self.connection.port):
@@ -208,7 +208,7 @@ class SharedAccountsService(MultiService):
         return self.leases is not None and account in self.leases.held
 
     async def _acquire(self, account: int) -> None:
-        connection = await self.connectionFor(account)
+        connection = await self._connectionFor(account)
         client = connection.client
         assert client is not None and self.formatter is not None
         await client.authorizeAccount(account, connection.accessToken)
@@ -267,7 +267,7 @@ class SharedAccountsService(MultiService):
 
     async def _release(self, account: int, reason: str) -> None:
         ids = self.subscribed.pop(account, None)
-        client = (await self.connectionFor(account)).client
+        client = (await self._connectionFor(account)).client
         self._leaseEvent(account, "released", reason)
         self._say(f"account {account} no longer streamed here ({reason})")
         if client is None or not client.isReady:

@@ -17,11 +17,30 @@ Typical use in a trial test::
     client = Client("localhost", listening.tlsPort, trustRoot=listening.caCertificate, reactor=reactor)
 
 Importing this package does not import the global reactor.
+
+Where things live:
+
+* :mod:`.server`: :class:`Simulator` (configuration, sessions, server events);
+* :mod:`.listening`: ports and certificates (:class:`Listening`), with
+  :mod:`.certs` minting them;
+* :mod:`.protocol`: the TCP and WebSocket server protocols;
+* :mod:`.session`: one connection's :class:`Session` (rate limits,
+  heartbeats, idle timeout, dispatch);
+* :mod:`.handlers`: the request handlers (``auth``, ``refdata``,
+  ``marketdata``, ``trading``) and their registry;
+* :mod:`.execution`: fills, money and execution events;
+* :mod:`.ticker`: the market clock; :mod:`.market`: prices and history;
+  :mod:`.accounts` and :mod:`.data`: the records and reference data;
+* :mod:`.faults`: fault injection (:class:`Faults`); :mod:`.burst`: bulk
+  output for benchmarks;
+* :mod:`.tap` and :mod:`.__main__`: ``twistd ctrader-simulator`` and
+  ``python -m ctrader_twisted.simulator``.
 """
 
 from .certs import CertificateSet, loadOrMintCertificates, mintCertificates
 from .faults import Faults
-from .server import Listening, Simulator
+from .listening import Listening
+from .server import Simulator
 from .session import Session
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Accounts, tokens and the trading records the simulator keeps per account.
 
-Plain data: the rules that change them live in :mod:`.trading`. Money is in
+Plain data: the rules that change them live in :mod:`.execution` and
+:mod:`.handlers.trading`. Money is in
 cents of the deposit currency (``moneyDigits`` 2), volumes in cents of units,
 order and position prices as floats (as on the wire), spot prices as integers
 in 1/100000 of a unit.
@@ -10,23 +11,30 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Iterator
 
 from ..messages.OpenApiModelMessages_pb2 import (
+    ProtoOAAccessRights,
+    ProtoOAAccountType,
     ProtoOAClosePositionDetail,
     ProtoOACtidTraderAccount,
     ProtoOADeal,
+    ProtoOADealStatus,
     ProtoOAOrder,
+    ProtoOAOrderStatus,
+    ProtoOAOrderTriggerMethod,
+    ProtoOAOrderType,
     ProtoOAPosition,
+    ProtoOAPositionStatus,
+    ProtoOATimeInForce,
+    ProtoOATotalMarginCalculationType,
     ProtoOATradeData,
+    ProtoOATradeSide,
     ProtoOATrader,
 )
 from .data import DEPOSIT_ASSET_ID
 
 __all__ = ["Token", "Account", "Position", "Order", "Deal"]
-
-BUY = 1
-SELL = 2
 
 
 class Token:
@@ -51,7 +59,7 @@ class Token:
         return f"<Token for accounts {self.accountIds} valid={self.valid}>"
 
 
-def _tradeData(item: Any) -> ProtoOATradeData:
+def _tradeData(item: Position | Order) -> ProtoOATradeData:
     """The ``ProtoOATradeData`` of a :class:`Position` or an :class:`Order`
     (both carry the same trade fields)."""
     trade = ProtoOATradeData(
@@ -77,11 +85,12 @@ class Position:
 
     positionId: int
     symbolId: int
-    tradeSide: int
+    tradeSide: ProtoOATradeSide
     volume: int
     price: float
     openTimestamp: int
-    status: int = 3  # POSITION_STATUS_CREATED until filled
+    #: ``POSITION_STATUS_CREATED`` until the first fill.
+    status: ProtoOAPositionStatus = ProtoOAPositionStatus.POSITION_STATUS_CREATED
     stopLoss: float | None = None
     takeProfit: float | None = None
     commission: int = 0
@@ -114,10 +123,14 @@ class Position:
         )
         if self.stopLoss is not None:
             p.stopLoss = self.stopLoss
-            p.stopLossTriggerMethod = 1  # TRADE
+            p.stopLossTriggerMethod = ProtoOAOrderTriggerMethod.TRADE
         if self.takeProfit is not None:
             p.takeProfit = self.takeProfit
         return p
+
+
+#: The order types that wait for their price (while accepted).
+_PENDING_TYPES = (ProtoOAOrderType.LIMIT, ProtoOAOrderType.STOP, ProtoOAOrderType.STOP_LIMIT)
 
 
 @dataclass(eq=False)
@@ -126,13 +139,13 @@ class Order:
 
     orderId: int
     symbolId: int
-    tradeSide: int
+    tradeSide: ProtoOATradeSide
     volume: int
-    orderType: int
+    orderType: ProtoOAOrderType
     openTimestamp: int
     positionId: int
-    status: int = 1  # ORDER_STATUS_ACCEPTED
-    timeInForce: int = 2  # GOOD_TILL_CANCEL
+    status: ProtoOAOrderStatus = ProtoOAOrderStatus.ORDER_STATUS_ACCEPTED
+    timeInForce: ProtoOATimeInForce = ProtoOATimeInForce.GOOD_TILL_CANCEL
     limitPrice: float | None = None
     stopPrice: float | None = None
     stopLoss: float | None = None
@@ -154,7 +167,7 @@ class Order:
     @property
     def pending(self) -> bool:
         """Whether the order still waits (accepted, not filled/cancelled)."""
-        return self.status == 1 and self.orderType in (2, 3, 6)
+        return self.status == ProtoOAOrderStatus.ORDER_STATUS_ACCEPTED and self.orderType in _PENDING_TYPES
 
     def toProto(self) -> ProtoOAOrder:
         """The ``ProtoOAOrder`` form."""
@@ -191,7 +204,7 @@ class Deal:
     orderId: int
     positionId: int
     symbolId: int
-    tradeSide: int
+    tradeSide: ProtoOATradeSide
     volume: int
     createTimestamp: int
     executionTimestamp: int
@@ -215,7 +228,7 @@ class Deal:
             utcLastUpdateTimestamp=self.createTimestamp,
             executionPrice=self.executionPrice,
             tradeSide=self.tradeSide,
-            dealStatus=2,  # FILLED
+            dealStatus=ProtoOADealStatus.FILLED,
             marginRate=self.marginRate,
             commission=self.commission,
             baseToUsdConversionRate=self.baseToUsdConversionRate,
@@ -245,8 +258,8 @@ class Account:
     leverageInCents: int = 10000
     brokerName: str = "Simulator"
     depositAssetId: int = DEPOSIT_ASSET_ID
-    accessRights: int = 0  # FULL_ACCESS
-    accountType: int = 0  # HEDGED
+    accessRights: ProtoOAAccessRights = ProtoOAAccessRights.FULL_ACCESS
+    accountType: ProtoOAAccountType = ProtoOAAccountType.HEDGED
     balanceVersion: int = 0
     registrationTimestamp: int = 0
     positions: dict[int, Position] = field(default_factory=dict)
@@ -260,7 +273,7 @@ class Account:
 
     def openPositions(self) -> list[Position]:
         """Positions that are open now, oldest first."""
-        return [p for p in self.positions.values() if p.status == 1]
+        return [p for p in self.positions.values() if p.status == ProtoOAPositionStatus.POSITION_STATUS_OPEN]
 
     def pendingOrders(self) -> list[Order]:
         """Limit and stop orders still waiting, oldest first."""
@@ -276,7 +289,7 @@ class Account:
             depositAssetId=self.depositAssetId,
             swapFree=False,
             leverageInCents=self.leverageInCents,
-            totalMarginCalculationType=1,  # SUM
+            totalMarginCalculationType=ProtoOATotalMarginCalculationType.SUM,
             maxLeverage=self.leverageInCents,
             frenchRisk=False,
             traderLogin=self.traderLogin,

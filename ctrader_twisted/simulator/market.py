@@ -21,21 +21,31 @@ import time as _time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from ..messages.OpenApiModelMessages_pb2 import ProtoOADepthQuote, ProtoOATrendbar
+from ..messages.OpenApiMessages_pb2 import ProtoOASpotEvent
+from ..messages.OpenApiModelMessages_pb2 import (
+    ProtoOADepthQuote,
+    ProtoOAQuoteType,
+    ProtoOATrendbar,
+    ProtoOATrendbarPeriod as Period,
+)
 from .data import SYMBOLS
 
 __all__ = ["Market", "SymbolState", "LiveBar", "PERIOD_MINUTES", "MAX_WINDOW_MS"]
 
 #: Minutes per ``ProtoOATrendbarPeriod`` (W1 and MN1 are aligned specially).
-PERIOD_MINUTES = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 10, 7: 15, 8: 30, 9: 60, 10: 240, 11: 720, 12: 1440, 13: 10080, 14: 43200}
+PERIOD_MINUTES: dict[int, int] = {
+    Period.M1: 1, Period.M2: 2, Period.M3: 3, Period.M4: 4, Period.M5: 5, Period.M10: 10, Period.M15: 15,
+    Period.M30: 30, Period.H1: 60, Period.H4: 240, Period.H12: 720, Period.D1: 1440, Period.W1: 10080,
+    Period.MN1: 43200,
+}
 
 #: Longest ``GetTrendbars`` window per period, in ms (the limits the official
 #: .NET SDK hard-codes; longer windows get ``INCORRECT_BOUNDARIES``).
-MAX_WINDOW_MS = {
-    **{p: 302_400_000 for p in (1, 2, 3, 4, 5)},
-    **{p: 21_168_000_000 for p in (6, 7, 8, 9)},
-    **{p: 31_622_400_000 for p in (10, 11, 12)},
-    **{p: 158_112_000_000 for p in (13, 14)},
+MAX_WINDOW_MS: dict[int, int] = {
+    **{p: 302_400_000 for p in (Period.M1, Period.M2, Period.M3, Period.M4, Period.M5)},
+    **{p: 21_168_000_000 for p in (Period.M10, Period.M15, Period.M30, Period.H1)},
+    **{p: 31_622_400_000 for p in (Period.H4, Period.H12, Period.D1)},
+    **{p: 158_112_000_000 for p in (Period.W1, Period.MN1)},
 }
 
 _TWO_PI = 2 * math.pi
@@ -49,20 +59,20 @@ def _mix(x: int) -> int:
     return (x >> 16) ^ x
 
 
-def barStart(period: int, minute: int) -> int:
+def barStart(period: Period, minute: int) -> int:
     """The first minute of the bar of *period* that contains *minute*."""
-    if period == 14:  # MN1: calendar months (UTC)
+    if period == Period.MN1:  # calendar months (UTC)
         t = _time.gmtime(minute * 60)
         return calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)) // 60
-    if period == 13:  # W1: weeks from Monday 00:00 UTC (the epoch was a Thursday)
+    if period == Period.W1:  # weeks from Monday 00:00 UTC (the epoch was a Thursday)
         return (minute - 4 * 1440) // 10080 * 10080 + 4 * 1440
     size = PERIOD_MINUTES[period]
     return minute // size * size
 
 
-def nextBarStart(period: int, start: int) -> int:
+def nextBarStart(period: Period, start: int) -> int:
     """The first minute of the bar after the one starting at *start*."""
-    if period == 14:
+    if period == Period.MN1:
         t = _time.gmtime(start * 60)
         year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
         return calendar.timegm((year, month, 1, 0, 0, 0)) // 60
@@ -73,7 +83,7 @@ def nextBarStart(period: int, start: int) -> int:
 class LiveBar:
     """The bar being built for one symbol and period (live trend bars)."""
 
-    period: int
+    period: Period
     start: int
     open: int
     high: int
@@ -106,7 +116,7 @@ class SymbolState:
         self.bid = self.round(self.level)
         self.ask = self.bid + self.spread
         self.sessionClose = self.bid
-        self.liveBars: dict[int, LiveBar] = {}
+        self.liveBars: dict[Period, LiveBar] = {}
         #: The current depth of market (quotes with ids), empty until needed.
         self.book: list[ProtoOADepthQuote] = []
         rnd = random.Random(f"{seed}:{symbolId}")
@@ -138,7 +148,7 @@ class SymbolState:
         noise = (_mix(seconds ^ self._salt) / 0xFFFFFFFF - 0.5) * 0.0002
         return self.round(self.level * (1 + wave + noise))
 
-    def historicalBar(self, period: int, start: int) -> ProtoOATrendbar:
+    def historicalBar(self, period: Period, start: int) -> ProtoOATrendbar:
         """The complete bar of *period* starting at minute *start*."""
         end = nextBarStart(period, start)
         first = start * 60
@@ -159,7 +169,7 @@ class SymbolState:
             utcTimestampInMinutes=start,
         )
 
-    def historicalBars(self, period: int, fromMs: int, toMs: int) -> Iterator[ProtoOATrendbar]:
+    def historicalBars(self, period: Period, fromMs: int, toMs: int) -> Iterator[ProtoOATrendbar]:
         """Complete bars whose start lies in ``[fromMs, toMs)``, oldest first."""
         start = barStart(period, fromMs // 60000)
         if start * 60000 < fromMs:
@@ -168,7 +178,7 @@ class SymbolState:
             yield self.historicalBar(period, start)
             start = nextBarStart(period, start)
 
-    def historicalTicks(self, quoteType: int, fromMs: int, toMs: int) -> Iterator[tuple[int, int]]:
+    def historicalTicks(self, quoteType: ProtoOAQuoteType, fromMs: int, toMs: int) -> Iterator[tuple[int, int]]:
         """``(timestampMs, price)`` ticks in ``[fromMs, toMs]``, newest first.
 
         About one tick every 1.5 s of history, at deterministic instants.
@@ -180,7 +190,7 @@ class SymbolState:
                 ms = second * 1000 + h % 1000
                 if fromMs <= ms <= toMs:
                     bid = self.historicalBid(second)
-                    yield ms, bid if quoteType == 1 else bid + self.spread
+                    yield ms, bid if quoteType == ProtoOAQuoteType.BID else bid + self.spread
             second -= 1
 
     # --- live ----------------------------------------------------------------------
@@ -195,7 +205,7 @@ class SymbolState:
         self.bid = self.round(self.bid + move * self.tick)
         self.ask = self.bid + self.spread
 
-    def updateBars(self, minute: int, periods: set[int]) -> None:
+    def updateBars(self, minute: int, periods: set[Period]) -> None:
         """Roll and update the live bars of *periods* with the current bid."""
         for period in list(self.liveBars):
             if period not in periods:
@@ -208,6 +218,19 @@ class SymbolState:
             bar.high = max(bar.high, self.bid)
             bar.low = min(bar.low, self.bid)
             bar.volume += 1
+
+    def spotEvent(
+        self, accountId: int, timestamp: int, bid: bool = True, ask: bool = True, sessionClose: bool = False
+    ) -> ProtoOASpotEvent:
+        """A spot event with the current prices (only the sides asked for)."""
+        event = ProtoOASpotEvent(ctidTraderAccountId=accountId, symbolId=self.symbolId, timestamp=timestamp)
+        if bid:
+            event.bid = self.bid
+        if ask:
+            event.ask = self.ask
+        if sessionClose:
+            event.sessionClose = self.sessionClose
+        return event
 
     def depth(self, rng: random.Random, newId: Iterator[int], levels: int = 5) -> list[ProtoOADepthQuote]:
         """A fresh book of *levels* quotes per side around the current price."""

@@ -1,17 +1,19 @@
-# -*- test-case-name: tests.test_simulator -*-
+# -*- test-case-name: tests.test_simulator_memory -*-
 """The simulator's transport protocols: TCP framing and WebSocket messages.
 
-Both only move frames; everything above framing is the shared
-:class:`.session.Session`. The TCP protocol reuses the client library's
-:class:`~ctrader_twisted.tcp.TcpProtocol` (its linear-time frame splitter and
-frame writer); the WebSocket protocol is an Autobahn
+Both only move frames; everything above framing is the connection's
+:class:`.session.Session`, opened by the simulator when the connection is
+made. The TCP protocol splits the stream with
+:class:`ctrader_twisted.framing.FrameSplitter` (4-byte big-endian length,
+then a serialized ``ProtoMessage``); the WebSocket protocol is an Autobahn
 ``WebSocketServerProtocol`` carrying one serialized ``ProtoMessage`` per
-binary message.
+binary message. Both provide what a session needs of its connection
+(:class:`.session.ServerConnection`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import txaio
 
@@ -21,13 +23,12 @@ from autobahn.twisted.websocket import (  # noqa: E402  (txaio must choose Twist
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
-from twisted.internet.interfaces import IAddress  # noqa: E402
-from twisted.internet.protocol import Factory as ProtocolFactory  # noqa: E402
+from twisted.internet.interfaces import IAddress, ITCPTransport  # noqa: E402
+from twisted.internet.protocol import Factory as ProtocolFactory, Protocol  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
-from ..framing import FrameSplitter  # noqa: E402
-from ..tcp import TcpProtocol  # noqa: E402
+from ..framing import FrameSplitter, frame  # noqa: E402
 from .faults import oversizedTcpHeader, oversizedWebSocketHeader  # noqa: E402
 
 if TYPE_CHECKING:
@@ -42,17 +43,22 @@ __all__ = [
 ]
 
 
-class SimulatorTcpProtocol(TcpProtocol):
-    """Server side of the TCP transport (4-byte length, then a ``ProtoMessage``)."""
+class SimulatorTcpProtocol(Protocol):
+    """Server side of the TCP transport (4-byte length, then a ``ProtoMessage``).
+
+    A frame over the simulator's ``maxMessageSize`` aborts the connection;
+    the frames before it in the same read are still handled.
+    """
 
     _log = Logger()
 
     def __init__(self, simulator: Simulator) -> None:
-        super().__init__()
         self.simulator = simulator
         self.session: Session | None = None
-        self.MAX_LENGTH = simulator.maxMessageSize
         self._splitter = FrameSplitter(simulator.maxMessageSize)
+        # Aborted by this side: nothing more is read.
+        self._failed = False
+        self._lost = False
 
     def __repr__(self) -> str:
         return f"<SimulatorTcpProtocol {self.session!r}>"
@@ -62,30 +68,47 @@ class SimulatorTcpProtocol(TcpProtocol):
             self._log.info("Fault injection: refusing a connection")
             self.abort()
             return
-        self.session = self.simulator._sessionOpened(self, "tcp")
+        self.session = self.simulator.openSession(self, "tcp")
 
-    def handshakeCompleted(self) -> None:
-        """Nothing to do: the session started with the connection."""
-
-    def stringReceived(self, data: bytes) -> None:
-        if self.session is not None:
-            self.session.frameReceived(data)
-
-    def lengthLimitExceeded(self, length: int) -> None:
-        if self._failed:
+    def dataReceived(self, data: bytes) -> None:
+        if self._failed or self._lost:
             return
-        self._log.warn(
-            "Closing a connection: frame of {length} bytes over the limit of {limit}",
-            length=length,
-            limit=self.MAX_LENGTH,
-        )
-        self.abort()
+        for received in self._splitter.feed(data):
+            if self.session is not None:
+                self.session.frameReceived(received)
+            if self._failed or self._lost:
+                return
+        if self._splitter.tooLarge is not None:
+            self._log.warn(
+                "Closing a connection: frame of {length} bytes over the limit of {limit}",
+                length=self._splitter.tooLarge,
+                limit=self._splitter.maxLength,
+            )
+            self.abort()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._lost = True
-        self._buffer = bytearray()
+        self._splitter.clear()
         if self.session is not None:
             self.session.stop()
+
+    # --- ServerConnection ---------------------------------------------------------------
+
+    def writeFrame(self, data: bytes) -> None:
+        """Write one serialized ``ProtoMessage`` with its length prefix."""
+        if self.transport is not None:
+            self.transport.write(frame(data))
+
+    def abort(self) -> None:
+        """Drop the connection at once; nothing more is read."""
+        self._failed = True
+        if not self._lost and self.transport is not None:
+            cast(ITCPTransport, self.transport).abortConnection()
+
+    def close(self) -> None:
+        """Close the connection cleanly after pending writes."""
+        if not self._lost and self.transport is not None:
+            self.transport.loseConnection()
 
     def writeOversizedHeader(self) -> None:
         """Write a length prefix larger than any client accepts (fault injection)."""
@@ -101,7 +124,7 @@ class SimulatorTcpFactory(ProtocolFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> SimulatorTcpProtocol:  # type: ignore[override]
         proto = SimulatorTcpProtocol(self.simulator)
-        proto.factory = self  # type: ignore[assignment]
+        proto.factory = self
         return proto
 
 
@@ -118,18 +141,18 @@ class SimulatorWebSocketProtocol(WebSocketServerProtocol):
     @property
     def simulator(self) -> Simulator:
         """The simulator this connection belongs to."""
-        return self.factory.simulator  # type: ignore[no-any-return]
+        return cast(SimulatorWebSocketFactory, self.factory).simulator
 
     def connectionMade(self) -> None:
         if self.simulator.faults.refusing():
             self._log.info("Fault injection: refusing a connection")
             self._gone = True
-            self.transport.abortConnection()  # type: ignore[union-attr]
+            cast(ITCPTransport, self.transport).abortConnection()
             return
         super().connectionMade()
 
     def onOpen(self) -> None:
-        self.session = self.simulator._sessionOpened(self, "ws")
+        self.session = self.simulator.openSession(self, "ws")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is None:
@@ -162,7 +185,7 @@ class SimulatorWebSocketProtocol(WebSocketServerProtocol):
         """Drop the connection at once."""
         if not self._gone and self.transport is not None:
             self._gone = True
-            self.transport.abortConnection()  # type: ignore[attr-defined]
+            cast(ITCPTransport, self.transport).abortConnection()
 
     def close(self) -> None:
         """Close with the WebSocket closing handshake."""
@@ -184,8 +207,8 @@ class SimulatorWebSocketFactory(WebSocketServerFactory):
 
     protocol = SimulatorWebSocketProtocol
 
-    def __init__(self, simulator: Simulator, url: str | None = None) -> None:
-        super().__init__(url=url, server="ctrader-twisted simulator")
+    def __init__(self, simulator: Simulator) -> None:
+        super().__init__(server="ctrader-twisted simulator")
         self.simulator = simulator
         self.setProtocolOptions(
             maxMessagePayloadSize=simulator.maxMessageSize,

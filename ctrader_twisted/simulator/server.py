@@ -1,62 +1,46 @@
 # -*- test-case-name: tests.test_simulator -*-
-"""The :class:`Simulator`: configuration, listeners, the market clock, events.
+"""The :class:`Simulator`: configuration, sessions and server events.
 
-It owns the accounts, tokens and market (shared by all connections), the
-sessions (one per connection), the fault switches and the market ticker.
+A simulator owns what all its connections share: the applications, accounts,
+tokens and symbols it is configured with, the market, the fault switches
+(:mod:`.faults`), the market ticker (:mod:`.ticker`) and the table of
+request handlers (:mod:`.handlers`). It opens a
+:class:`~.session.Session` per connection, pushes server events
+(:meth:`Simulator.sendEvent`, :meth:`Simulator.accountEvent`, token
+invalidation) to the sessions concerned, and listens on ports through
+:mod:`.listening`.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from google.protobuf.message import Message
-from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IAddress, IListeningPort, IPullProducer, IReactorTime
-from twisted.internet.ssl import Certificate, PrivateCertificate
-from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
-from zope.interface import implementer  # type: ignore[import-untyped]
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.ssl import PrivateCertificate
 
-from ..messages.OpenApiCommonMessages_pb2 import ProtoMessage
+from ..framing import DEFAULT_MAX_MESSAGE_SIZE
 from ..messages.OpenApiMessages_pb2 import (
     ProtoOAAccountDisconnectEvent,
     ProtoOAAccountsTokenInvalidatedEvent,
     ProtoOAClientDisconnectEvent,
 )
-from ..tcp import DEFAULT_MAX_MESSAGE_SIZE, frame
-from . import marketdata, trading  # noqa: F401  (registers their handlers)
+from . import burst as _burst
 from .accounts import Account, Token
-from .certs import CertificateSet, mintCertificates
-from .data import ASSET_CLASSES, ASSETS, SYMBOL_CATEGORIES
+from .certs import CertificateSet
+from .data import ASSET_CLASSES, ASSETS, SYMBOL_CATEGORIES, SYMBOLS
 from .faults import Faults
-from .market import Market, SymbolState
+from .handlers import Registry, defaultRegistry
+from .listening import Listening, listen
+from .market import Market
+from .oauth import OAuthService
 from .protocol import SimulatorTcpFactory, SimulatorTcpProtocol, SimulatorWebSocketFactory
-from .session import Session
+from .session import ServerConnection, Session
+from .ticker import Ticker
 
-__all__ = ["Simulator", "Listening"]
-
-
-@dataclass(frozen=True)
-class Listening:
-    """Where a simulator listens and the CA certificate clients must trust.
-
-    :ivar tlsPort: TLS TCP port, or ``None``.
-    :ivar wsPort: ``wss://`` port, or ``None``.
-    :ivar plainPort: plain TCP port (benchmarks only), or ``None``.
-    :ivar caCertificate: pass it as ``Client(..., trustRoot=...)``.
-    :ivar caPEM: the same certificate in PEM form.
-    :ivar host: the name the server certificate is issued for.
-    """
-
-    tlsPort: int | None
-    wsPort: int | None
-    plainPort: int | None
-    caCertificate: Certificate
-    caPEM: bytes
-    host: str = "localhost"
-    ports: list[IListeningPort] = field(default_factory=list, repr=False, compare=False)
+__all__ = ["Simulator"]
 
 
 class Simulator:
@@ -76,8 +60,6 @@ class Simulator:
     :param clientId: the application's client id.
     :param clientSecret: the application's client secret.
     """
-
-    _log = Logger()
 
     def __init__(
         self,
@@ -127,7 +109,12 @@ class Simulator:
         #: Live sessions, one per connection.
         self.sessions: list[Session] = []
         self.faults = Faults(self)
-        self._ticker: LoopingCall | None = None
+        #: The request handlers (:func:`.handlers.defaultRegistry`).
+        self.handlers: Registry = defaultRegistry()
+        #: The market clock: runs while any connection is open.
+        self.ticker = Ticker(self)
+        #: The consent page and token endpoint (served on ``listen(httpPort=...)``).
+        self.oauth = OAuthService(self)
         self._listening: list[Listening] = []
         self._lost: dict[Session, Deferred[None]] = {}
         demo = self.addAccount(2000001, isLive=False, traderLogin=3000001)
@@ -251,8 +238,6 @@ class Simulator:
         :param specFields: any other ``ProtoOASymbol`` field.
         :returns: *symbolId*.
         """
-        from .data import SYMBOLS
-
         template = SYMBOLS[1]
         spec = dict(template["spec"])
         spec.update(
@@ -364,58 +349,28 @@ class Simulator:
             return SimulatorWebSocketFactory(self)
         raise ValueError(f"transport must be 'tcp' or 'ws', not {transport!r}")
 
-    def _sessionOpened(self, connection: Any, transport: str) -> Session:
+    def openSession(self, connection: ServerConnection, transport: str) -> Session:
+        """A connection is ready: start its session (and the market, if it was idle)."""
         session = Session(self, connection, transport)
         self.sessions.append(session)
         session.start()
-        if self._ticker is None:
-            self._ticker = LoopingCall(self._tick)
-            self._ticker.clock = self.clock
-            self._ticker.start(self.spotInterval, now=False)
+        self.ticker.start()
         return session
 
-    def _sessionClosed(self, session: Session) -> None:
+    def sessionClosed(self, session: Session) -> None:
+        """*session*'s connection is gone: forget it, end its burst, and stop
+        the market when nobody is left."""
         if session in self.sessions:
             self.sessions.remove(session)
-        burst = getattr(session, "burst", None)
-        if burst is not None:
-            burst.stopProducing()
+        if session.burst is not None:
+            session.burst.stopProducing()
         waiter = self._lost.pop(session, None)
         if waiter is not None:
             waiter.callback(None)
-        if not self.sessions and self._ticker is not None:
-            if self._ticker.running:
-                self._ticker.stop()
-            self._ticker = None
+        if not self.sessions:
+            self.ticker.stop()
 
-    # --- the market -------------------------------------------------------------------------------
-
-    def _tick(self) -> None:
-        """One market step: walk prices, roll bars, refresh books, publish, trade."""
-        market = self.market
-        minute = int(self.clock.seconds()) // 60
-        periods: dict[int, set[int]] = {}
-        depthSymbols: set[int] = set()
-        for session in self.sessions:
-            for _, symbolId, period in session.trendbars:
-                periods.setdefault(symbolId, set()).add(period)
-            for symbolIds in session.depth.values():
-                depthSymbols.update(symbolIds)
-        changed: dict[int, tuple[bool, bool]] = {}
-        newBooks: dict[int, list[int]] = {}
-        for symbolId, state in market.symbols.items():
-            bid, ask = state.bid, state.ask
-            state.walk(market.rng)
-            state.updateBars(minute, periods.get(symbolId, set()))
-            changed[symbolId] = (state.bid != bid, state.ask != ask)
-            if symbolId in depthSymbols:
-                newBooks[symbolId] = market.refreshBook(state)
-            elif state.book:
-                state.book = []
-        marketdata.publish(self, changed, newBooks)
-        for account in self.accounts.values():
-            if account.orders or account.positions:
-                trading.processTick(self, account)
+    # --- benchmarks -----------------------------------------------------------------------------
 
     def burst(self, count: int, symbolId: int = 1) -> Deferred[int]:
         """Stream *count* spot events of *symbolId* to every connection subscribed
@@ -428,22 +383,7 @@ class Simulator:
         :returns: a Deferred firing with the number of events written in all
             (fewer than *count* per connection if a connection is lost).
         """
-        if count < 0:
-            raise ValueError(f"count must not be negative, got {count}")
-        state = self.market.symbols.get(symbolId)
-        if state is None:
-            raise ValueError(f"unknown symbol {symbolId}")
-        waits = []
-        for session in list(self.sessions):
-            for accountId, symbolIds in session.spots.items():
-                if symbolId in symbolIds:
-                    waits.append(_BurstProducer(session, _spotPool(accountId, state, self.nowMs()), count).start())
-                    break
-        if not waits:
-            return succeed(0)
-        return DeferredList(waits, consumeErrors=True).addCallback(
-            lambda results: sum(r for ok, r in results if ok)
-        )
+        return _burst.burst(self, count, symbolId)
 
     def writeToAll(self, frameBytes: bytes, chunkSize: int | None = None) -> int:
         """Write one already-serialized ``ProtoMessage`` to every live connection.
@@ -461,29 +401,7 @@ class Simulator:
         :returns: the bytes handed to the transports in all (length prefixes
             included; for WebSocket sessions, the message payloads).
         """
-        if chunkSize is not None and chunkSize < 1:
-            raise ValueError(f"chunkSize must be positive, got {chunkSize}")
-        total = 0
-        framed: bytes | None = None
-        for session in list(self.sessions):
-            connection: Any = session.connection
-            if session.closed or connection.transport is None:
-                continue
-            if isinstance(connection, SimulatorTcpProtocol):
-                if framed is None:
-                    framed = frame(frameBytes)
-                if chunkSize is None or chunkSize >= len(framed):
-                    connection.transport.write(framed)
-                else:
-                    view = memoryview(framed)
-                    for start in range(0, len(framed), chunkSize):
-                        connection.transport.write(bytes(view[start : start + chunkSize]))
-                total += len(framed)
-            else:
-                connection.writeFrame(frameBytes)
-                total += len(frameBytes)
-            session.written += 1
-        return total
+        return _burst.writeToAll(self, frameBytes, chunkSize)
 
     # --- listening ---------------------------------------------------------------------------------
 
@@ -495,6 +413,7 @@ class Simulator:
         plainPort: int | None = None,
         interface: str = "127.0.0.1",
         certificate: CertificateSet | PrivateCertificate | tuple[bytes, bytes] | None = None,
+        httpPort: int | None = None,
     ) -> Listening:
         """Start listening (synchronously) and return where.
 
@@ -504,30 +423,14 @@ class Simulator:
         :param certificate: ``None`` mints a CA and a ``localhost`` certificate;
             or a :class:`~.certs.CertificateSet`, a ``PrivateCertificate``
             (self-signed: it is its own CA), or ``(certificatePEM, keyPEM)``.
+        :param httpPort: HTTPS port of the OAuth pages (:attr:`oauth`; 0: any
+            free port; ``None``: none, the default).
         """
-        certs = _certificates(certificate)
-        server = PrivateCertificate.loadPEM(certs.keyPEM + b"\n" + certs.certificatePEM)
-        options = server.options()
-        ports: list[IListeningPort] = []
-
-        def number(port: IListeningPort) -> int:
-            ports.append(port)
-            return int(port.getHost().port)
-
-        try:
-            tls = number(reactor.listenSSL(tlsPort, self.serverFactory("tcp"), options, interface=interface)) if tlsPort is not None else None
-            ws = number(reactor.listenSSL(wsPort, self.serverFactory("ws"), options, interface=interface)) if wsPort is not None else None
-            plain = number(reactor.listenTCP(plainPort, self.serverFactory("tcp"), interface=interface)) if plainPort is not None else None
-        except Exception:
-            for port in ports:
-                port.stopListening()
-            raise
-        listening = Listening(tls, ws, plain, Certificate.loadPEM(certs.caPEM), certs.caPEM, "localhost", ports)
-        self._listening.append(listening)
-        self._log.info(
-            "Simulator listening on {interface}: TLS {tls}, WebSocket {ws}, plain {plain}",
-            interface=interface, tls=tls, ws=ws, plain=plain,
+        listening = listen(
+            reactor, self.serverFactory, tlsPort, wsPort, plainPort, interface, certificate,
+            httpPort=httpPort, httpFactory=lambda: self.oauth.site(reactor),
         )
+        self._listening.append(listening)
         return listening
 
     def stop(self) -> Deferred[None]:
@@ -548,109 +451,6 @@ class Simulator:
             self._lost[session] = waiter
             waits.append(waiter)
             session.connection.abort()
-        if self._ticker is not None and self._ticker.running and not self.sessions:
-            self._ticker.stop()
-            self._ticker = None
+        if not self.sessions:
+            self.ticker.stop()
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
-
-
-def _certificates(certificate: Any) -> CertificateSet:
-    if certificate is None:
-        return mintCertificates()
-    if isinstance(certificate, CertificateSet):
-        return certificate
-    if isinstance(certificate, PrivateCertificate):
-        pem = certificate.dumpPEM()
-        marker = b"-----BEGIN CERTIFICATE-----"
-        certPEM = pem[pem.index(marker):] if marker in pem else certificate.dump()  # type: ignore[arg-type]
-        keyPEM = certificate.privateKey.dump()  # type: ignore[attr-defined]
-        return CertificateSet(caPEM=certPEM, certificatePEM=certPEM, keyPEM=keyPEM)
-    if isinstance(certificate, tuple) and len(certificate) in (2, 3):
-        certPEM, keyPEM = certificate[0], certificate[1]
-        caPEM = certificate[2] if len(certificate) == 3 else certPEM
-        return CertificateSet(caPEM=caPEM, certificatePEM=certPEM, keyPEM=keyPEM)
-    raise TypeError(f"unsupported certificate: {type(certificate).__name__}")
-
-
-def _spotPool(accountId: int, state: SymbolState, timestamp: int, size: int = 16) -> list[bytes]:
-    """*size* serialized spot-event envelopes around *state*'s current price."""
-    from ..messages.OpenApiMessages_pb2 import ProtoOASpotEvent
-
-    pool = []
-    for i in range(size):
-        bid = state.round(state.bid + (i % 8 - 4) * state.tick)
-        event = ProtoOASpotEvent(
-            ctidTraderAccountId=accountId, symbolId=state.symbolId, bid=bid, ask=bid + state.spread,
-            timestamp=timestamp + i,
-        )
-        pool.append(ProtoMessage(payloadType=2131, payload=event.SerializeToString()).SerializeToString())
-    return pool
-
-
-@implementer(IPullProducer)
-class _BurstProducer:
-    """Writes a pool of pre-serialized frames, a chunk per ``resumeProducing``."""
-
-    CHUNK = 64
-
-    def __init__(self, session: Session, pool: list[bytes], count: int) -> None:
-        self.session = session
-        self.connection: Any = session.connection
-        self.remaining = count
-        self.written = 0
-        self.done: Deferred[int] = Deferred()
-        self._finished = False
-        if isinstance(self.connection, SimulatorTcpProtocol):
-            framed = [frame(p) for p in pool]
-            self._chunk = b"".join(framed[i % len(framed)] for i in range(self.CHUNK))
-            self._framed = framed
-            self._prepared = None
-        else:
-            factory = self.connection.factory
-            self._prepared = [factory.prepareMessage(p, isBinary=True) for p in pool]
-
-    def start(self) -> Deferred[int]:
-        if getattr(self.session, "burst", None) is not None:
-            raise RuntimeError("a burst is already running on this connection")
-        if self.remaining == 0:
-            self._finish()
-            return self.done
-        self.session.burst = self  # type: ignore[attr-defined]
-        self.connection.transport.registerProducer(self, False)
-        return self.done
-
-    def resumeProducing(self) -> None:
-        if self._finished:
-            return
-        n = min(self.CHUNK, self.remaining)
-        if self._prepared is None:
-            transport = self.connection.transport
-            if n == self.CHUNK:
-                transport.write(self._chunk)
-            else:
-                framed = self._framed
-                transport.write(b"".join(framed[i % len(framed)] for i in range(n)))
-        else:
-            send = self.connection.sendPreparedMessage
-            prepared = self._prepared
-            for i in range(n):
-                send(prepared[i % len(prepared)])
-        self.remaining -= n
-        self.written += n
-        self.session.written += n
-        if self.remaining == 0:
-            transport = self.connection.transport
-            if transport is not None:
-                transport.unregisterProducer()
-            self._finish()
-
-    def stopProducing(self) -> None:
-        self._finish()
-
-    def _finish(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        if getattr(self.session, "burst", None) is self:
-            self.session.burst = None  # type: ignore[attr-defined]
-        self.done.callback(self.written)

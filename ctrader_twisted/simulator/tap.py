@@ -5,7 +5,8 @@ ctrader_twisted.simulator``.
 ``twistd -n ctrader-simulator`` listens on 5035 (TLS TCP) and 5036
 (``wss://``) on 127.0.0.1 with a certificate kept in ``--cert-dir`` (minted
 there the first time), and writes the credentials to accept to
-``credentials.json`` beside it (owner-readable only).
+``credentials.json`` beside it (owner-readable only). ``--http-port`` adds the
+OAuth consent page and token endpoint over HTTPS (:mod:`.oauth`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Options(usage.Options):
         ["tls-port", None, "5035", "TLS TCP port (protobuf frames), or 'none'."],
         ["ws-port", None, "5036", "wss:// port (one protobuf message per binary message), or 'none'."],
         ["plain-port", None, None, "Plain TCP port without TLS, for benchmarks only (off unless given)."],
+        ["http-port", None, None, "HTTPS port of the OAuth pages /apps/auth and /apps/token (off unless given)."],
         ["interface", None, "127.0.0.1", "Interface to listen on."],
         ["cert-dir", None, DEFAULT_CERT_DIR, "Directory of the generated CA and certificate (ca.pem: trust it)."],
         ["certificate", None, None, "Server certificate PEM file to use instead of the generated one."],
@@ -68,6 +70,7 @@ class Options(usage.Options):
         self["tls-port"] = _port(self["tls-port"], "tls-port")
         self["ws-port"] = _port(self["ws-port"], "ws-port")
         self["plain-port"] = _port(self["plain-port"], "plain-port")
+        self["http-port"] = _port(self["http-port"], "http-port")
         if self["tls-port"] is None and self["ws-port"] is None and self["plain-port"] is None:
             raise usage.UsageError("nothing to listen on: give at least one port")
         if bool(self["certificate"]) != bool(self["private-key"]):
@@ -96,6 +99,8 @@ def describe(simulator: Any, listening: Any, certDir: str | None) -> str:
         lines.append(f"  WebSocket:  wss://{listening.host}:{listening.wsPort}")
     if listening.plainPort is not None:
         lines.append(f"  plain TCP:  {listening.host}:{listening.plainPort} (no TLS, benchmarks only)")
+    if getattr(listening, "httpPort", None) is not None:
+        lines.append(f"  OAuth:      {listening.authUri} and {listening.tokenUri}")
     if certDir:
         lines.append(f"  trust this CA: {Path(certDir).expanduser() / 'ca.pem'}")
     lines += [
@@ -119,6 +124,7 @@ def writeCredentials(simulator: Any, listening: Any, directory: str) -> Path:
         "tlsPort": listening.tlsPort,
         "wsPort": listening.wsPort,
         "plainPort": listening.plainPort,
+        "httpPort": getattr(listening, "httpPort", None),
         "clientId": simulator.clientId,
         "clientSecret": simulator.clientSecret,
         "accessToken": simulator.accessToken,
@@ -172,16 +178,18 @@ class SimulatorService(Service):
             plainPort=options["plain-port"],
             interface=options["interface"],
             certificate=certs,
+            httpPort=options["http-port"],
         )
         super().startService()
         certDir = None if options["certificate"] else options["cert-dir"]
         credentials = writeCredentials(self.simulator, self.listening, options["cert-dir"])
         self._log.info(
-            "Simulator up: TLS {tls}, wss {ws}, plain {plain}; CA {ca} ({state}); "
+            "Simulator up: TLS {tls}, wss {ws}, plain {plain}, OAuth HTTPS {http}; CA {ca} ({state}); "
             "credentials in {credentials}; accounts {accounts}",
             tls=self.listening.tlsPort,
             ws=self.listening.wsPort,
             plain=self.listening.plainPort,
+            http=self.listening.httpPort,
             ca=str(Path(certDir).expanduser() / "ca.pem") if certDir else options["ca"] or options["certificate"],
             state="minted now" if minted else "existing",
             credentials=str(credentials),
