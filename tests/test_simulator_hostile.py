@@ -218,6 +218,27 @@ class LoopbackTestCase(TestCase):
         self.assertEqual(res.DESCRIPTOR.name, "ProtoOAAccountAuthRes")
         return accountId
 
+    async def traderAndWatcher(self) -> tuple[RawClient, RawClient, int]:
+        """Two logged-in connections: one to act, one watching the spots of
+        symbol 1 (to show the market goes on); and the account."""
+        trader, watcher = await self.connect(), await self.connect()
+        accountId = await self.login(trader)
+        await self.login(watcher)
+        await watcher.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=accountId, symbolId=[1]), "spots")
+        return trader, watcher, accountId
+
+    async def buy(self, trader: RawClient, accountId: int) -> Any:
+        """A filled market buy of 1,000 EURUSD: its ORDER_FILLED event."""
+        _, filled = await trader.request(
+            ProtoOANewOrderReq(
+                ctidTraderAccountId=accountId, symbolId=1, orderType=ProtoOAOrderType.MARKET,
+                tradeSide=ProtoOATradeSide.BUY, volume=100000,
+            ),
+            "buy",
+            count=2,
+        )
+        return filled
+
     async def stillServes(self, client: RawClient, tag: str) -> None:
         """The connection is alive and answers."""
         [version] = await client.request(ProtoOAVersionReq(), tag)
@@ -237,19 +258,8 @@ class ClosingOrderTests(LoopbackTestCase):
         refused with TRADING_BAD_VOLUME; when the order then fills, it closes
         exactly the position, and spots flow to everyone."""
         self.simulator(spotInterval=0.02)
-        trader, watcher = await self.connect(), await self.connect()
-        accountId = await self.login(trader)
-        await self.login(watcher)
-        await watcher.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=accountId, symbolId=[1]), "spots")
-
-        _, filled = await trader.request(
-            ProtoOANewOrderReq(
-                ctidTraderAccountId=accountId, symbolId=1, orderType=ProtoOAOrderType.MARKET,
-                tradeSide=ProtoOATradeSide.BUY, volume=100000,
-            ),
-            "buy",
-            count=2,
-        )
+        trader, watcher, accountId = await self.traderAndWatcher()
+        filled = await self.buy(trader, accountId)
         positionId = filled.position.positionId
         [accepted] = await trader.request(
             ProtoOANewOrderReq(
@@ -296,18 +306,8 @@ class ContainmentTests(LoopbackTestCase):
         their spots, its reconcile is answered UNKNOWN_ERROR on a connection
         that stays up, and each failure is logged once with its traceback."""
         sim = self.simulator(spotInterval=0.02)
-        trader, watcher = await self.connect(), await self.connect()
-        accountId = await self.login(trader)
-        await self.login(watcher)
-        await watcher.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=accountId, symbolId=[1]), "spots")
-        _, filled = await trader.request(
-            ProtoOANewOrderReq(
-                ctidTraderAccountId=accountId, symbolId=1, orderType=ProtoOAOrderType.MARKET,
-                tradeSide=ProtoOATradeSide.BUY, volume=100000,
-            ),
-            "buy",
-            count=2,
-        )
+        trader, watcher, accountId = await self.traderAndWatcher()
+        filled = await self.buy(trader, accountId)
         [pending] = await trader.request(
             ProtoOANewOrderReq(
                 ctidTraderAccountId=accountId, symbolId=1, orderType=ProtoOAOrderType.LIMIT,
@@ -343,10 +343,7 @@ class ContainmentTests(LoopbackTestCase):
 
         registry.include(_without(sim.handlers, ProtoOAVersionReq))
         sim.handlers = registry
-        client, other = await self.connect(), await self.connect()
-        accountId = await self.login(client)
-        await self.login(other)
-        await other.request(ProtoOASubscribeSpotsReq(ctidTraderAccountId=accountId, symbolId=[1]), "spots")
+        client, other, accountId = await self.traderAndWatcher()
         for tag in ("first", "second"):
             [error] = await client.request(ProtoOAVersionReq(), tag)
             self.assertEqual((error.DESCRIPTOR.name, error.errorCode), ("ProtoErrorRes", "UNKNOWN_ERROR"))
