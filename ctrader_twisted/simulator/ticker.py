@@ -172,12 +172,13 @@ def _publishTo(
     for accountId, symbolIds in list(session.spots.items()):
         for symbolId in list(symbolIds):
             bid, ask = changed.get(symbolId, (False, False))
-            if not (bid or ask or _hasLiveBars(session, accountId, symbolId)):
+            periods = _livePeriods(session, accountId, symbolId)
+            if not (bid or ask or periods):
                 continue
             if session.paused:
                 session.coalesceSpot(accountId, symbolId)
                 continue
-            session.send(spotEvent(simulator, session, accountId, symbolId, now, bid, ask))
+            session.send(spotEvent(simulator, session, accountId, symbolId, now, bid, ask, periods))
     for accountId, symbolIds in list(session.depth.items()):
         for symbolId in list(symbolIds):
             if symbolId not in newBooks:
@@ -196,18 +197,30 @@ def _publishTo(
             )
 
 
-def _hasLiveBars(session: Session, accountId: int, symbolId: int) -> bool:
-    return any(a == accountId and s == symbolId for (a, s, _) in session.trendbars)
+def _livePeriods(session: Session, accountId: int, symbolId: int) -> list[ProtoOATrendbarPeriod]:
+    """The periods of the live trend bars *session* subscribes to for one symbol of one account."""
+    return [p for (a, s, p) in session.trendbars if a == accountId and s == symbolId]
 
 
 def spotEvent(
-    simulator: Simulator, session: Session, accountId: int, symbolId: int, now: int, bid: bool, ask: bool
+    simulator: Simulator,
+    session: Session,
+    accountId: int,
+    symbolId: int,
+    now: int,
+    bid: bool,
+    ask: bool,
+    periods: list[ProtoOATrendbarPeriod] | None = None,
 ) -> ProtoOASpotEvent:
     """The spot event of one subscription: the prices asked for, and the live
-    trend bars *session* subscribes to for the symbol."""
+    trend bars *session* subscribes to for the symbol.
+
+    :param periods: those bars' periods, if the caller has them already.
+    """
     state = simulator.market.symbols[symbolId]
     event = state.spotEvent(accountId, now, bid, ask)
-    periods = [p for (a, s, p) in session.trendbars if a == accountId and s == symbolId]
+    if periods is None:
+        periods = _livePeriods(session, accountId, symbolId)
     for period in sorted(periods):
         bar = state.liveBars.get(period)
         if bar is not None:
