@@ -53,6 +53,7 @@ from .messages.OpenApiCommonMessages_pb2 import ProtoMessage  # noqa: E402
 from .messages.OpenApiCommonModelMessages_pb2 import ProtoPayloadType  # noqa: E402
 from .protobuf import Protobuf, payloadTypeOf  # noqa: E402
 from .tcp import TcpProtocol  # noqa: E402
+from .websocket import WebSocketProtocol  # noqa: E402
 
 __all__ = [
     "ScriptedPeer",
@@ -304,12 +305,21 @@ class SimulatedServer:
         on *clock*; a new one (seed 0, default accounts) when omitted.
     :param clock: the Clock everything runs on; a new one set to a
         realistic date when omitted.
+    :param transport: ``"tcp"`` (length-prefixed frames, the default) or
+        ``"ws"`` (WebSocket messages): what the simulator serves, and the
+        protocol :meth:`client` uses unless told otherwise. Both run every
+        timer on *clock*.
     :param simulatorOptions: passed to ``Simulator`` when it is made here.
 
     :ivar endpoint: the :class:`MemoryEndpoint` clients connect through.
+    :raises ValueError: *transport* is neither.
     """
 
-    def __init__(self, simulator: Any = None, clock: Clock | None = None, **simulatorOptions: Any) -> None:
+    def __init__(
+        self, simulator: Any = None, clock: Clock | None = None, transport: str = "tcp", **simulatorOptions: Any
+    ) -> None:
+        if transport not in ("tcp", "ws"):
+            raise ValueError(f"transport must be 'tcp' or 'ws', not {transport!r}")
         if clock is None:
             clock = Clock()
             clock.advance(REALISTIC_START)
@@ -321,12 +331,15 @@ class SimulatedServer:
             raise TypeError("give a ready simulator or its options, not both")
         self.clock = clock
         self.simulator = simulator
-        self.endpoint = MemoryEndpoint(clock, lambda: simulator.buildProtocol(None))
+        self.transport = transport
+        serverFactory = simulator.serverFactory(transport)
+        self.endpoint = MemoryEndpoint(clock, lambda: serverFactory.buildProtocol(None))
 
     def client(self, **options: Any) -> Client:
         """A :class:`~ctrader_twisted.Client` that connects to this simulator
-        (not started). *options* go to ``Client``; its host is ``localhost``."""
-        options.setdefault("protocol", TcpProtocol)
+        (not started). *options* go to ``Client``; its host is ``localhost``,
+        its protocol the one of the simulator's transport."""
+        options.setdefault("protocol", TcpProtocol if self.transport == "tcp" else WebSocketProtocol)
         return Client("localhost", 5035, clock=self.clock, endpoint=self.endpoint, **options)
 
     def managedClient(self, **options: Any) -> Client:

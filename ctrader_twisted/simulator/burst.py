@@ -3,7 +3,9 @@
 
 :func:`burst` streams spot events as fast as each transport takes them, from
 a small pool of events serialized once, through a pull producer, so memory
-stays bounded however many are asked for. :func:`writeToAll` writes one
+stays bounded however many are asked for. While it runs, the burst is its
+transport's producer in place of the session (which is its producer again
+afterwards). :func:`writeToAll` writes one
 already-serialized message to every connection, in chunks of a chosen size.
 Both back the :class:`~ctrader_twisted.simulator.Simulator` methods of the
 same names.
@@ -136,7 +138,11 @@ class _BurstProducer:
             self._finish()
             return self.done
         self.session.burst = self
-        self.connection.transport.registerProducer(self, False)
+        transport = self.connection.transport
+        # A transport has one producer: the session's flow control steps
+        # aside while the burst runs.
+        transport.unregisterProducer()
+        transport.registerProducer(self, False)
         return self.done
 
     def resumeProducing(self) -> None:
@@ -163,6 +169,11 @@ class _BurstProducer:
             transport = self.connection.transport
             if transport is not None:
                 transport.unregisterProducer()
+                if not self.session.closed:
+                    transport.registerProducer(self.session, True)
+                    # The transport pauses it again at its next write if
+                    # its buffer is still over the mark.
+                    self.session.resumeProducing()
             self._finish()
 
     def stopProducing(self) -> None:

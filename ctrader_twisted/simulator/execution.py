@@ -17,7 +17,10 @@ real server does:
   positions whose stop loss or take profit is touched are closed. A pending
   order that triggers when the account has not enough free margin is
   rejected with an ``ORDER_REJECTED`` execution event whose ``errorCode`` is
-  ``NOT_ENOUGH_MONEY``.
+  ``NOT_ENOUGH_MONEY``; a closing order that triggers when its position is
+  no longer open, or holds less than the order's volume (another order
+  closed part of it), is rejected likewise with ``POSITION_NOT_OPEN`` or
+  ``TRADING_BAD_VOLUME``. A fill never closes more than a position holds.
 
 Money is in cents of the deposit currency (USD), volumes in cents of units,
 order and position prices as floats.
@@ -205,6 +208,11 @@ def execute(
     detail = None
     if position.status == _OPEN and order.tradeSide != position.tradeSide:
         closed = order.volume
+        if closed > position.volume:
+            raise ValueError(
+                f"order {order.orderId} would close {closed} of position {position.positionId}, "
+                f"which holds {position.volume}"
+            )
         gross = round((price - position.price) * direction(position.tradeSide) * closed / 100 * rate * 100)
         openShare = round(position.commission * closed / position.volume)
         closeCommission = -commissionFor(sim, state, closed, price)
@@ -330,6 +338,16 @@ def _triggered(order: Order, state: SymbolState) -> bool:
     return False
 
 
+def _reject(sim: Simulator, account: Account, order: Order, now: int, errorCode: str) -> None:
+    """A pending order that triggered cannot fill: ``ORDER_REJECTED`` with *errorCode*."""
+    order.status = ProtoOAOrderStatus.ORDER_STATUS_REJECTED
+    order.lastUpdate = now
+    executionEvent(
+        sim, account, ProtoOAExecutionType.ORDER_REJECTED, None, None, order,
+        closeEmptyPosition(account, order, now), errorCode=errorCode, isServerEvent=True,
+    )
+
+
 def processTick(sim: Simulator, account: Account) -> None:
     """Expire, trigger and protect: what the market move means for *account*."""
     now = sim.nowMs()
@@ -353,13 +371,14 @@ def processTick(sim: Simulator, account: Account) -> None:
             continue
         price = openingPrice(state, order.tradeSide)
         closing = position.status == _OPEN and position.tradeSide != order.tradeSide
+        if order.closingOrder and not closing:
+            _reject(sim, account, order, now, "POSITION_NOT_OPEN")
+            continue
+        if closing and order.volume > position.volume:
+            _reject(sim, account, order, now, "TRADING_BAD_VOLUME")
+            continue
         if not closing and marginFor(sim, account, state, order.volume, price) > freeMargin(sim, account):
-            order.status = ProtoOAOrderStatus.ORDER_STATUS_REJECTED
-            order.lastUpdate = now
-            executionEvent(
-                sim, account, ProtoOAExecutionType.ORDER_REJECTED, None, None, order,
-                closeEmptyPosition(account, order, now), errorCode="NOT_ENOUGH_MONEY", isServerEvent=True,
-            )
+            _reject(sim, account, order, now, "NOT_ENOUGH_MONEY")
             continue
         execute(sim, account, order, position, price, isServerEvent=True)
     for position in account.openPositions():

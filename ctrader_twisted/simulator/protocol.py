@@ -8,7 +8,16 @@ made. The TCP protocol splits the stream with
 then a serialized ``ProtoMessage``); the WebSocket protocol is an Autobahn
 ``WebSocketServerProtocol`` carrying one serialized ``ProtoMessage`` per
 binary message. Both provide what a session needs of its connection
-(:class:`.session.ServerConnection`).
+(:class:`.session.ServerConnection`), and both register the session as
+their transport's streaming producer, so that a client that does not read
+pauses it (see :mod:`.session`).
+
+Every timer of the WebSocket protocol runs on the simulator's clock, so that
+the simulator works in memory on a ``task.Clock``
+(:class:`ctrader_twisted.testing.SimulatedServer`): Autobahn's own timers
+(which run on ``txaio``'s global loop) are all turned off, and the protocol
+keeps its opening-handshake deadline and its closing deadline itself,
+through Autobahn's public hooks only.
 """
 
 from __future__ import annotations
@@ -23,12 +32,13 @@ from autobahn.twisted.websocket import (  # noqa: E402  (txaio must choose Twist
     WebSocketServerFactory,
     WebSocketServerProtocol,
 )
-from twisted.internet.interfaces import IAddress, ITCPTransport  # noqa: E402
+from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, ITCPTransport  # noqa: E402
 from twisted.internet.protocol import Factory as ProtocolFactory, Protocol  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
 from ..framing import FrameSplitter, frame  # noqa: E402
+from ..keepalive import HandshakeDeadline  # noqa: E402
 from .faults import oversizedTcpHeader, oversizedWebSocketHeader  # noqa: E402
 
 if TYPE_CHECKING:
@@ -69,6 +79,8 @@ class SimulatorTcpProtocol(Protocol):
             self.abort()
             return
         self.session = self.simulator.openSession(self, "tcp")
+        if self.transport is not None:
+            cast(IConsumer, self.transport).registerProducer(self.session, True)
 
     def dataReceived(self, data: bytes) -> None:
         if self._failed or self._lost:
@@ -129,11 +141,23 @@ class SimulatorTcpFactory(ProtocolFactory):
 
 
 class SimulatorWebSocketProtocol(WebSocketServerProtocol):
-    """Server side of the WebSocket transport: one binary message, one ``ProtoMessage``."""
+    """Server side of the WebSocket transport: one binary message, one ``ProtoMessage``.
+
+    Its deadlines run on the simulator's clock (see the module docstring).
+    """
 
     _log = Logger()
     session: Session | None = None
     _gone = False
+    _deadline: HandshakeDeadline | None = None
+    _closing: IDelayedCall | None = None
+
+    #: Seconds from the TCP connection to the WebSocket being open (the TLS
+    #: and WebSocket opening handshakes); then the connection is dropped.
+    openHandshakeTimeoutSeconds: float = 10.0
+    #: Seconds the client has to answer the server's close (and go); then
+    #: the connection is dropped.
+    closeHandshakeTimeoutSeconds: float = 1.0
 
     def __repr__(self) -> str:
         return f"<SimulatorWebSocketProtocol {self.session!r}>"
@@ -149,10 +173,21 @@ class SimulatorWebSocketProtocol(WebSocketServerProtocol):
             self._gone = True
             cast(ITCPTransport, self.transport).abortConnection()
             return
+        self._deadline = HandshakeDeadline(
+            self.simulator.clock, self.openHandshakeTimeoutSeconds, self._handshakeTimedOut
+        )
         super().connectionMade()
 
+    def _handshakeTimedOut(self, seconds: float) -> None:
+        self._log.info("Dropping a WebSocket connection: not open within {seconds} s", seconds=seconds)
+        self.abort()
+
     def onOpen(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.session = self.simulator.openSession(self, "ws")
+        if self.transport is not None:
+            cast(IConsumer, self.transport).registerProducer(self.session, True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is None:
@@ -170,9 +205,30 @@ class SimulatorWebSocketProtocol(WebSocketServerProtocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._gone = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._closing is not None and self._closing.active():
+            self._closing.cancel()
+        self._closing = None
         super().connectionLost(reason)
         if self.session is not None:
             self.session.stop()
+
+    def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
+        """Autobahn's ``sendClose``, with a deadline on the simulator's clock:
+        a client that does not answer within :attr:`closeHandshakeTimeoutSeconds`
+        is dropped."""
+        super().sendClose(code, reason)
+        if self._closing is None and not self._gone:
+            self._closing = self.simulator.clock.callLater(self.closeHandshakeTimeoutSeconds, self._closeTimedOut)
+
+    def _closeTimedOut(self) -> None:
+        self._closing = None
+        self._log.info(
+            "Dropping a WebSocket connection: no close answer within {seconds} s",
+            seconds=self.closeHandshakeTimeoutSeconds,
+        )
+        self.abort()
 
     # --- ServerConnection ---------------------------------------------------------------
 
@@ -202,16 +258,21 @@ class SimulatorWebSocketFactory(WebSocketServerFactory):
     """Builds :class:`SimulatorWebSocketProtocol` instances for one simulator.
 
     Messages and frames larger than the simulator's ``maxMessageSize`` are
-    refused (Autobahn drops the connection).
+    refused (Autobahn drops the connection). Autobahn's timers are off: the
+    protocol keeps its deadlines on the simulator's clock.
     """
 
     protocol = SimulatorWebSocketProtocol
 
     def __init__(self, simulator: Simulator) -> None:
-        super().__init__(server="ctrader-twisted simulator")
+        # Autobahn uses its reactor only in listenWS, which is never called.
+        super().__init__(server="ctrader-twisted simulator", reactor=simulator.clock)
         self.simulator = simulator
         self.setProtocolOptions(
             maxMessagePayloadSize=simulator.maxMessageSize,
             maxFramePayloadSize=simulator.maxMessageSize,
             autoPingInterval=0,
+            autoPingTimeout=0,
+            openHandshakeTimeout=0,
+            closeHandshakeTimeout=0,
         )

@@ -13,6 +13,7 @@ invalidation) to the sessions concerned, and listens on ports through
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, Literal
 
@@ -56,9 +57,16 @@ class Simulator:
     :param requestsPerSecond: per-connection limit on requests.
     :param historicalRequestsPerSecond: per-connection limit on history requests.
     :param maxMessageSize: largest frame or WebSocket message accepted.
-    :param heartbeatInterval: seconds between the server's heartbeats.
+    :param heartbeatInterval: seconds between the server's heartbeats
+        (``None`` or 0: none).
     :param clientId: the application's client id.
     :param clientSecret: the application's client secret.
+    :param maxBufferedBytes: how many bytes of answers and events may wait
+        for a client that does not read, beyond its transport's high-water
+        mark, before the connection is dropped (spot and depth events are
+        coalesced instead, see :mod:`.session`).
+    :raises ValueError: a time is negative, not a number or infinite (or
+        *spotInterval* is not positive), or a size or limit is not positive.
     """
 
     def __init__(
@@ -74,15 +82,27 @@ class Simulator:
         heartbeatInterval: float | None = 10.0,
         clientId: str = "sim-client-id",
         clientSecret: str = "sim-client-secret",
+        maxBufferedBytes: int = 4 * 1024 * 1024,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
 
             clock = reactor  # type: ignore[assignment]
-        if spotInterval <= 0:
-            raise ValueError(f"spotInterval must be positive, got {spotInterval}")
+        if not (math.isfinite(spotInterval) and spotInterval > 0):
+            raise ValueError(f"spotInterval must be a positive number of seconds, got {spotInterval}")
+        for name, value in (("idleTimeout", idleTimeout), ("heartbeatInterval", heartbeatInterval)):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds >= 0 (0 or None: never), got {value}")
+        for name, limit in (
+            ("requestsPerSecond", requestsPerSecond),
+            ("historicalRequestsPerSecond", historicalRequestsPerSecond),
+        ):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+                raise ValueError(f"{name} must be a whole number >= 0 (0 or None: no limit), got {limit!r}")
         if maxMessageSize < 1:
             raise ValueError(f"maxMessageSize must be positive, got {maxMessageSize}")
+        if maxBufferedBytes < 1:
+            raise ValueError(f"maxBufferedBytes must be positive, got {maxBufferedBytes}")
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.seed = seed
         self.spotInterval = spotInterval
@@ -91,6 +111,7 @@ class Simulator:
         self.historicalRequestsPerSecond = historicalRequestsPerSecond
         self.maxMessageSize = maxMessageSize
         self.heartbeatInterval = heartbeatInterval
+        self.maxBufferedBytes = maxBufferedBytes
         self.rng = random.Random(f"simulator:{seed}")
         self.market = Market(seed)
         for state in self.market.symbols.values():

@@ -9,16 +9,33 @@ per-connection rate limits (with :class:`ctrader_twisted.ratelimit.RateLimiter`)
 heartbeats and the idle timeout, decodes every request and hands it to its
 handler in the simulator's :class:`~.handlers.Registry`, and writes the
 answers with the request's ``clientMsgId``, subject to the response faults.
+
+A session is contained: a request it cannot read (not a ``ProtoMessage``,
+a payload that does not decode, text that is not UTF-8) is answered with
+``INVALID_REQUEST``, and a handler that raises is logged with its traceback
+and answered with ``UNKNOWN_ERROR``; the connection and every other session
+go on.
+
+A session is also the streaming producer of its connection's transport
+(``IPushProducer``): when the client does not read and the transport's
+buffer passes its high-water mark, the transport pauses the session. While
+paused, the market's spot and depth events are coalesced (the latest state
+of each subscription is kept, and sent when the transport resumes), and
+any other frame written is counted; past the simulator's
+``maxBufferedBytes`` the connection is dropped with a log line, as a real
+proxy drops a consumer that does not read.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol as TypingProtocol
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
-from twisted.internet.interfaces import IDelayedCall, IPullProducer
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 from ..messages.OpenApiCommonMessages_pb2 import ProtoErrorRes, ProtoHeartbeatEvent, ProtoMessage
 from ..messages.OpenApiCommonModelMessages_pb2 import ProtoPayloadType
@@ -26,16 +43,38 @@ from ..messages.OpenApiMessages_pb2 import ProtoOAErrorRes, ProtoOAOrderErrorEve
 from ..messages.OpenApiModelMessages_pb2 import ProtoOATrendbarPeriod
 from ..protobuf import Protobuf
 from ..ratelimit import RateLimiter
+from .ticker import publishCoalesced
 
 if TYPE_CHECKING:
     from .server import Simulator
 
-__all__ = ["Session", "ServerConnection"]
+__all__ = ["Session", "ServerConnection", "invalidText"]
 
 _HEARTBEAT = ProtoPayloadType.HEARTBEAT_EVENT
 _HEARTBEAT_FRAME = ProtoMessage(
     payloadType=_HEARTBEAT, payload=ProtoHeartbeatEvent().SerializeToString()
 ).SerializeToString()
+
+
+def invalidText(message: Message) -> str | None:
+    """The name of the first string field of *message* (nested messages
+    included) whose bytes are not UTF-8, or ``None``.
+
+    The protobuf runtime parses such a field without complaint and hands
+    back the raw ``bytes`` instead of a ``str``; anything that later copies
+    it into a message raises.
+    """
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if field.is_repeated else (value,)
+            if any(isinstance(v, bytes) for v in values):
+                return field.name
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if field.is_repeated else (value,):
+                inner = invalidText(item)
+                if inner is not None:
+                    return f"{field.name}.{inner}"
+    return None
 
 
 class ServerConnection(TypingProtocol):
@@ -54,6 +93,7 @@ class ServerConnection(TypingProtocol):
         """Close the connection cleanly."""
 
 
+@implementer(IPushProducer)
 class Session:
     """The state of one connection (see the module docstring).
 
@@ -66,6 +106,10 @@ class Session:
         <ctrader_twisted.simulator.Simulator.burst>` on this connection, or ``None``.
     :ivar received: frames received (heartbeats included).
     :ivar written: frames written (heartbeats included).
+    :ivar paused: whether the transport has paused this session (its
+        client is not reading).
+    :ivar coalesced: spot and depth events not written because the
+        transport was paused (the latest state of each went out later).
     """
 
     _log = Logger()
@@ -83,6 +127,15 @@ class Session:
         self.closed = False
         self.received = 0
         self.written = 0
+        self.paused = False
+        self.coalesced = 0
+        # While paused: the bytes written anyway (answers, execution events),
+        # the (accountId, symbolId) whose spots changed, and for each depth
+        # subscription the ids of the quotes the client still holds.
+        self._backlog = 0
+        self._staleSpots: set[tuple[int, int]] = set()
+        self._staleDepth: dict[tuple[int, int], list[int]] = {}
+        self._dropping = False
         self._clock = simulator.clock
         # The server counts arrivals exactly: no margin.
         self._limits = RateLimiter(
@@ -158,14 +211,18 @@ class Session:
         payloadType = message.payloadType
         if payloadType == _HEARTBEAT:
             return
-        clientMsgId = message.clientMsgId if message.HasField("clientMsgId") else None
+        # A clientMsgId that is not UTF-8 comes back from the parser as bytes.
+        clientMsgId: str | bytes | None = message.clientMsgId if message.HasField("clientMsgId") else None
         self._requestType = payloadType
         try:
             self._dispatch(payloadType, message.payload, clientMsgId)
         finally:
             self._requestType = None
 
-    def _dispatch(self, payloadType: int, body: bytes, clientMsgId: str | None) -> None:
+    def _dispatch(self, payloadType: int, body: bytes, rawClientMsgId: str | bytes | None) -> None:
+        # An id that is not UTF-8 cannot be echoed (the answer's is a string
+        # too): such a request is refused without one.
+        clientMsgId = None if isinstance(rawClientMsgId, bytes) else rawClientMsgId
         # Every request that arrives counts against the rate limits, unless
         # it is refused for exceeding them.
         if self._limits.wait(payloadType) > 0:
@@ -176,6 +233,9 @@ class Session:
             )
             return
         self._limits.record(payloadType)
+        if isinstance(rawClientMsgId, bytes):
+            self.commonError("INVALID_REQUEST", "clientMsgId is not valid UTF-8", None)
+            return
         route = self.simulator.handlers.route(payloadType)
         if route is None:
             self.commonError("UNSUPPORTED_MESSAGE", f"{Protobuf.name(payloadType)} is not supported", clientMsgId)
@@ -190,7 +250,21 @@ class Session:
             missing = ", ".join(request.FindInitializationErrors())  # type: ignore[attr-defined]
             self.commonError("INVALID_REQUEST", f"missing required field(s): {missing}", clientMsgId)
             return
-        route(self, request, clientMsgId)
+        badText = invalidText(request)
+        if badText is not None:
+            self.commonError("INVALID_REQUEST", f"field {badText} is not valid UTF-8", clientMsgId)
+            return
+        try:
+            route(self, request, clientMsgId)
+        except Exception:
+            # A bug or a state the simulator cannot describe: contained to
+            # this request; the connection and the other sessions go on.
+            self._log.failure(
+                "The handler of {name} failed on {session}; answering UNKNOWN_ERROR",
+                name=requestClass.DESCRIPTOR.name,
+                session=self,
+            )
+            self.commonError("UNKNOWN_ERROR", f"internal server error handling {requestClass.DESCRIPTOR.name}", clientMsgId)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -219,9 +293,66 @@ class Session:
         self._write(data)
 
     def _write(self, data: bytes) -> None:
-        if not self.closed:
-            self.written += 1
-            self.connection.writeFrame(data)
+        if self.closed or self._dropping:
+            return
+        if self.paused:
+            self._backlog += len(data)
+            limit = self.simulator.maxBufferedBytes
+            if self._backlog > limit:
+                self._log.warn(
+                    "Dropping {session}: its client does not read ({backlog} bytes waiting beyond the "
+                    "transport's buffer, limit {limit})",
+                    session=self,
+                    backlog=self._backlog,
+                    limit=limit,
+                )
+                self._dropping = True
+                self.connection.abort()
+                return
+        self.written += 1
+        self.connection.writeFrame(data)
+
+    # --- flow control (IPushProducer) ---------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is over its high-water mark: coalesce the
+        market's events until :meth:`resumeProducing`."""
+        if not self.paused:
+            self.paused = True
+            self._backlog = 0
+            self._log.debug("{session}: client not reading, coalescing spots and depth", session=self)
+
+    def resumeProducing(self) -> None:
+        """The transport drained its buffer: send the latest state of what was
+        coalesced (every spot with both prices, every book in full)."""
+        if not self.paused or self.closed:
+            return
+        self.paused = False
+        self._backlog = 0
+        publishCoalesced(self.simulator, self)
+
+    def stopProducing(self) -> None:
+        """The transport is gone; :meth:`stop` follows from the protocol."""
+
+    def coalesceSpot(self, accountId: int, symbolId: int) -> None:
+        """While paused: remember that a spot subscription has news, instead
+        of writing its event."""
+        self.coalesced += 1
+        self._staleSpots.add((accountId, symbolId))
+
+    def coalesceDepth(self, accountId: int, symbolId: int, replaced: list[int]) -> None:
+        """While paused: remember a depth subscription whose book was
+        replaced; *replaced* are the ids of the quotes the book replaced (those
+        the client holds, the first time)."""
+        self.coalesced += 1
+        self._staleDepth.setdefault((accountId, symbolId), replaced)
+
+    def takeCoalesced(self) -> tuple[set[tuple[int, int]], dict[tuple[int, int], list[int]]]:
+        """What was coalesced since the last call: the spot subscriptions with
+        news, and the depth subscriptions with the quote ids their client holds."""
+        spots, depth = self._staleSpots, self._staleDepth
+        self._staleSpots, self._staleDepth = set(), {}
+        return spots, depth
 
     def commonError(self, errorCode: str, description: str, clientMsgId: str | None) -> None:
         """Answer with a ``ProtoErrorRes`` (common error codes)."""
@@ -261,3 +392,5 @@ class Session:
         self.spots.pop(accountId, None)
         self.depth.pop(accountId, None)
         self.trendbars = {t for t in self.trendbars if t[0] != accountId}
+        self._staleSpots = {k for k in self._staleSpots if k[0] != accountId}
+        self._staleDepth = {k: v for k, v in self._staleDepth.items() if k[0] != accountId}

@@ -12,6 +12,7 @@ OAuth consent page and token endpoint over HTTPS (:mod:`.oauth`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,11 @@ class Options(usage.Options):
             raise usage.UsageError("nothing to listen on: give at least one port")
         if bool(self["certificate"]) != bool(self["private-key"]):
             raise usage.UsageError("--certificate and --private-key go together")
-        if self["spot-interval"] <= 0:
-            raise usage.UsageError("--spot-interval must be positive")
+        spotInterval, idleTimeout = self["spot-interval"], self["idle-timeout"]
+        if not (math.isfinite(spotInterval) and spotInterval > 0):
+            raise usage.UsageError(f"--spot-interval must be a positive number of seconds, not {spotInterval}")
+        if not (math.isfinite(idleTimeout) and idleTimeout >= 0):
+            raise usage.UsageError(f"--idle-timeout must be a number of seconds >= 0 (0: never), not {idleTimeout}")
         # The secret comes from the environment, never from the command line.
         self["client-secret"] = os.environ.get("CTRADER_SIMULATOR_CLIENT_SECRET", "sim-client-secret")
 
@@ -132,9 +136,16 @@ def writeCredentials(simulator: Any, listening: Any, directory: str) -> Path:
         "accounts": [{"ctidTraderAccountId": i, "isLive": simulator.accounts[i].isLive} for i in simulator.accountIds],
         "caFile": str(path / "ca.pem"),
     }
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
+    # The old file stays whole until the new one is complete.
+    temporary = path / f".credentials.json.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return target
 
 

@@ -33,7 +33,7 @@ from ...messages.OpenApiMessages_pb2 import (
 )
 from ...messages.OpenApiModelMessages_pb2 import ProtoOATickData
 from ..market import MAX_WINDOW_MS, PERIOD_MINUTES
-from .registry import Registry
+from .registry import Registry, describeIds, distinctIds
 
 if TYPE_CHECKING:
     from ..accounts import Account
@@ -57,7 +57,7 @@ def _knownSymbols(session: Session, ids: Iterable[int], accountId: int, clientMs
     symbols = session.simulator.market.symbols
     unknown = [i for i in ids if i not in symbols]
     if unknown:
-        session.oaError("SYMBOL_NOT_FOUND", f"Symbol(s) not found: {unknown}", clientMsgId, accountId)
+        session.oaError("SYMBOL_NOT_FOUND", f"Symbol(s) not found: {describeIds(unknown)}", clientMsgId, accountId)
         return False
     return True
 
@@ -69,19 +69,23 @@ def _subscribe(
     accountId: int,
     symbolIds: Sequence[int],
     clientMsgId: str | None,
-) -> bool:
+) -> list[int] | None:
     """Add *symbolIds* to the account's *subscriptions* (the session's ``spots``
-    or ``depth``); false once ``SYMBOL_NOT_FOUND`` or ``ALREADY_SUBSCRIBED``
-    has been answered."""
-    if not _knownSymbols(session, symbolIds, accountId, clientMsgId):
-        return False
+    or ``depth``) and return them, each once; ``None`` once
+    ``INVALID_REQUEST`` (too many), ``SYMBOL_NOT_FOUND`` or
+    ``ALREADY_SUBSCRIBED`` has been answered."""
+    ids = distinctIds(session, symbolIds, "symbolId", clientMsgId)
+    if ids is None or not _knownSymbols(session, ids, accountId, clientMsgId):
+        return None
     subscribed = subscriptions.setdefault(accountId, set())
-    already = [i for i in symbolIds if i in subscribed]
+    already = [i for i in ids if i in subscribed]
     if already:
-        session.oaError("ALREADY_SUBSCRIBED", f"Already subscribed to {what} of {already}", clientMsgId, accountId)
-        return False
-    subscribed.update(symbolIds)
-    return True
+        session.oaError(
+            "ALREADY_SUBSCRIBED", f"Already subscribed to {what} of {describeIds(already)}", clientMsgId, accountId
+        )
+        return None
+    subscribed.update(ids)
+    return ids
 
 
 def _unsubscribe(
@@ -93,13 +97,19 @@ def _unsubscribe(
     clientMsgId: str | None,
 ) -> bool:
     """Remove *symbolIds* from the account's *subscriptions*; false once
-    ``NOT_SUBSCRIBED_TO_SPOTS`` has been answered (one is not subscribed)."""
-    subscribed = subscriptions.get(accountId, set())
-    missing = [i for i in symbolIds if i not in subscribed]
-    if missing:
-        session.oaError("NOT_SUBSCRIBED_TO_SPOTS", f"Not subscribed to {what} of {missing}", clientMsgId, accountId)
+    ``INVALID_REQUEST`` (too many) or ``NOT_SUBSCRIBED_TO_SPOTS`` (one is not
+    subscribed) has been answered."""
+    ids = distinctIds(session, symbolIds, "symbolId", clientMsgId)
+    if ids is None:
         return False
-    subscribed.difference_update(symbolIds)
+    subscribed = subscriptions.get(accountId, set())
+    missing = [i for i in ids if i not in subscribed]
+    if missing:
+        session.oaError(
+            "NOT_SUBSCRIBED_TO_SPOTS", f"Not subscribed to {what} of {describeIds(missing)}", clientMsgId, accountId
+        )
+        return False
+    subscribed.difference_update(ids)
     return True
 
 
@@ -108,13 +118,14 @@ def subscribeSpots(session: Session, account: Account, req: ProtoOASubscribeSpot
     """Subscribe to spots; the answer is followed by one event per symbol with
     the current prices and the session close."""
     accountId = account.ctidTraderAccountId
-    if not _subscribe(session, session.spots, "spots", accountId, req.symbolId, clientMsgId):
+    ids = _subscribe(session, session.spots, "spots", accountId, req.symbolId, clientMsgId)
+    if ids is None:
         return
     session.send(ProtoOASubscribeSpotsRes(ctidTraderAccountId=accountId), clientMsgId)
     # The "technical" first event with the current prices, as the real server sends.
     sim = session.simulator
     now = sim.nowMs()
-    for symbolId in req.symbolId:
+    for symbolId in ids:
         session.send(sim.market.symbols[symbolId].spotEvent(accountId, now, sessionClose=True))
 
 
@@ -167,11 +178,12 @@ def subscribeDepth(
 ) -> None:
     """Subscribe to depth of market; a symbol whose book exists gets it at once."""
     accountId = account.ctidTraderAccountId
-    if not _subscribe(session, session.depth, "depth", accountId, req.symbolId, clientMsgId):
+    ids = _subscribe(session, session.depth, "depth", accountId, req.symbolId, clientMsgId)
+    if ids is None:
         return
     session.send(ProtoOASubscribeDepthQuotesRes(ctidTraderAccountId=accountId), clientMsgId)
     market = session.simulator.market
-    for symbolId in req.symbolId:
+    for symbolId in ids:
         state = market.symbols[symbolId]
         if state.book:
             session.send(ProtoOADepthEvent(ctidTraderAccountId=accountId, symbolId=symbolId, newQuotes=state.book))

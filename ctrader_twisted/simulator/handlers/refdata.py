@@ -36,7 +36,7 @@ from ...messages.OpenApiModelMessages_pb2 import (
     ProtoOASymbol,
     ProtoOASymbolCategory,
 )
-from .registry import Registry
+from .registry import Registry, describeIds, distinctIds
 
 if TYPE_CHECKING:
     from ..accounts import Account
@@ -101,15 +101,20 @@ def symbolsList(session: Session, account: Account, req: ProtoOASymbolsListReq, 
 
 @HANDLERS.handler(ProtoOASymbolByIdReq, account=True)
 def symbolById(session: Session, account: Account, req: ProtoOASymbolByIdReq, clientMsgId: str | None) -> None:
-    """The full form of the symbols asked for (``SYMBOL_NOT_FOUND`` if one is unknown)."""
+    """The full form of the symbols asked for, each once (``SYMBOL_NOT_FOUND``
+    if one is unknown; ``INVALID_REQUEST`` for a list over
+    :data:`~.registry.MAX_IDS` entries)."""
     accountId = account.ctidTraderAccountId
     symbols = session.simulator.market.symbols
-    unknown = [i for i in req.symbolId if i not in symbols]
+    ids = distinctIds(session, req.symbolId, "symbolId", clientMsgId)
+    if ids is None:
+        return
+    unknown = [i for i in ids if i not in symbols]
     if unknown:
-        session.oaError("SYMBOL_NOT_FOUND", f"Symbol(s) not found: {unknown}", clientMsgId, accountId)
+        session.oaError("SYMBOL_NOT_FOUND", f"Symbol(s) not found: {describeIds(unknown)}", clientMsgId, accountId)
         return
     session.send(
-        ProtoOASymbolByIdRes(ctidTraderAccountId=accountId, symbol=[fullSymbol(i, symbols[i].spec) for i in req.symbolId]),
+        ProtoOASymbolByIdRes(ctidTraderAccountId=accountId, symbol=[fullSymbol(i, symbols[i].spec) for i in ids]),
         clientMsgId,
     )
 

@@ -28,12 +28,19 @@ fails (the handler is not called):
   handler gets the :class:`~ctrader_twisted.simulator.accounts.Account`
   after the session: ``handler(session, account, request, clientMsgId)``;
   without ``account`` the signature is ``handler(session, request, clientMsgId)``.
+
+A handler that raises is contained by the session: it logs the traceback and
+answers ``UNKNOWN_ERROR`` (see :mod:`..session`).
+
+Lists in requests are hostile input: :func:`distinctIds` bounds a list of
+ids to :data:`MAX_IDS` entries and removes repeats, and :func:`describeIds`
+names a few of many ids in an error's description.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from google.protobuf.message import Message
 
@@ -42,7 +49,12 @@ from ...protobuf import Protobuf
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["Registry", "Route"]
+__all__ = ["Registry", "Route", "MAX_IDS", "distinctIds", "describeIds"]
+
+#: Most entries in one list of a request (symbol ids, volumes). The real
+#: server's bound is not documented; this one is far above any broker's
+#: symbol count and far below what makes a frame's answer explode.
+MAX_IDS = 10_000
 
 _F = TypeVar("_F", bound=Callable[..., None])
 
@@ -141,3 +153,28 @@ class Registry:
     def route(self, payloadType: int) -> Route | None:
         """The route of *payloadType*, or ``None`` when no handler takes it."""
         return self._routes.get(payloadType)
+
+
+def distinctIds(session: Session, ids: Sequence[int], field: str, clientMsgId: str | None) -> list[int] | None:
+    """The ids of a request's list *field*, each once, in their first order;
+    or ``None`` once the list has been refused (over :data:`MAX_IDS` entries:
+    ``INVALID_REQUEST``).
+
+    Repeats are dropped rather than refused, so that an answer or a stream
+    never carries the same symbol twice for one request.
+    """
+    if len(ids) > MAX_IDS:
+        session.commonError(
+            "INVALID_REQUEST", f"{field} has {len(ids)} entries; at most {MAX_IDS} are accepted", clientMsgId
+        )
+        return None
+    return list(dict.fromkeys(ids))
+
+
+def describeIds(ids: Iterable[int], shown: int = 10) -> str:
+    """*ids* for an error's description: the first *shown*, then how many more."""
+    ids = list(ids)
+    text = ", ".join(str(i) for i in ids[:shown])
+    if len(ids) > shown:
+        text += f" and {len(ids) - shown} more"
+    return f"[{text}]"

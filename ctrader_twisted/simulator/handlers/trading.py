@@ -75,7 +75,7 @@ from ..execution import (
     openingPrice,
     unrealizedGross,
 )
-from .registry import Registry
+from .registry import MAX_IDS, Registry
 
 if TYPE_CHECKING:
     from ..accounts import Account
@@ -311,6 +311,11 @@ def amendOrder(session: Session, account: Account, req: ProtoOAAmendOrderReq, cl
     state = sim.market.symbols[order.symbolId]
     if req.HasField("volume"):
         problem = _volumeProblem(state.spec["spec"], req.volume)
+        position = account.positions.get(order.positionId)
+        if not problem and order.closingOrder and position is not None and position.status == _OPEN:
+            # As for a new closing order: no more than the position holds.
+            if req.volume > position.volume:
+                problem = f"Volume {req.volume} exceeds the position's {position.volume}"
         if problem:
             session.orderError("TRADING_BAD_VOLUME", problem, clientMsgId, accountId, orderId=order.orderId)
             return
@@ -490,6 +495,9 @@ def unrealizedPnL(
 def expectedMargin(session: Session, account: Account, req: ProtoOAExpectedMarginReq, clientMsgId: str | None) -> None:
     """The margin of buying and of selling each volume asked for, at current prices."""
     sim = session.simulator
+    if len(req.volume) > MAX_IDS:
+        session.commonError("INVALID_REQUEST", f"volume has {len(req.volume)} entries; at most {MAX_IDS}", clientMsgId)
+        return
     state = sim.market.symbols.get(req.symbolId)
     if state is None:
         session.oaError("SYMBOL_NOT_FOUND", f"Symbol {req.symbolId} not found", clientMsgId, account.ctidTraderAccountId)
