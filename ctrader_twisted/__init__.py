@@ -19,9 +19,10 @@ from .protobuf import Protobuf
 from .tcp import TcpProtocol
 
 if TYPE_CHECKING:
+    from .trading import Trader
     from .websocket import WebSocketProtocol
 
-__all__ = ["__version__", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol"]
+__all__ = ["__version__", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol", "Trader"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from .websocket import WebSocketProtocol
 
         return WebSocketProtocol
+    if name == "Trader":  # the typed layer on top of Client: loaded on first use
+        from .trading import Trader
+
+        return Trader
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
