@@ -14,6 +14,7 @@ invalidation) to the sessions concerned, and listens on ports through
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, Literal
 
 from google.protobuf.message import Message
@@ -58,6 +59,12 @@ class Simulator:
     :param heartbeatInterval: seconds between the server's heartbeats.
     :param clientId: the application's client id.
     :param clientSecret: the application's client secret.
+    :param marketHours: follow the symbols' trading schedules (UTC): a
+        closed market refuses orders and closes with ``MARKET_CLOSED``, and
+        its prices and pending orders stay still. Off by default, so that
+        everything works on any day of the week.
+    :param stopOutLevel: the margin level (percent) below which positions
+        are stopped out.
     """
 
     def __init__(
@@ -73,6 +80,8 @@ class Simulator:
         heartbeatInterval: float | None = 10.0,
         clientId: str = "sim-client-id",
         clientSecret: str = "sim-client-secret",
+        marketHours: bool = False,
+        stopOutLevel: float = 50.0,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -90,6 +99,10 @@ class Simulator:
         self.historicalRequestsPerSecond = historicalRequestsPerSecond
         self.maxMessageSize = maxMessageSize
         self.heartbeatInterval = heartbeatInterval
+        self.marketHours = marketHours
+        if not 0 <= stopOutLevel < 1e6:
+            raise ValueError(f"stopOutLevel must be a percentage from 0, got {stopOutLevel}")
+        self.stopOutLevel = stopOutLevel
         self.rng = random.Random(f"simulator:{seed}")
         self.market = Market(seed)
         for state in self.market.symbols.values():
@@ -136,6 +149,28 @@ class Simulator:
     def nowMs(self) -> int:
         """The clock's time in milliseconds (the Open API's timestamps)."""
         return int(self.clock.seconds() * 1000)
+
+    def marketOpen(self, symbolId: int) -> bool:
+        """Whether *symbolId*'s market is open now: always, unless
+        ``marketHours`` is on; then whether the clock (UTC) lies in one of
+        its schedule's intervals (seconds from Sunday 00:00)."""
+        if not self.marketHours:
+            return True
+        state = self.market.symbols.get(symbolId)
+        if state is None:
+            return False
+        t = time.gmtime(self.clock.seconds())
+        second = ((t.tm_wday + 1) % 7) * 86400 + t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec
+        return any(start <= second < end for start, end in state.spec["schedule"])
+
+    def setLiquidity(self, symbolId: int, levelVolume: int, levels: int = 5) -> None:
+        """What market orders of *symbolId* can take when its depth is not
+        subscribed: *levels* price levels of *levelVolume* (cents of a unit)
+        a side; more is cancelled, as an immediate-or-cancel order's rest."""
+        if levelVolume < 1 or not 1 <= levels <= 100:
+            raise ValueError(f"levelVolume must be positive and levels from 1 to 100, got {levelVolume}, {levels}")
+        state = self.market.symbols[symbolId]
+        state.levelVolume, state.levels = int(levelVolume), int(levels)
 
     def addApplication(self, clientId: str, clientSecret: str) -> None:
         """Accept another application's credentials."""

@@ -4,8 +4,10 @@
 A step (:meth:`Ticker.tick`) walks every symbol's price, rolls the live
 trend bars the connections subscribe to, refreshes the books of the symbols
 whose depth is subscribed, streams the changes to the subscribed
-connections (:func:`publish`), and lets every account with orders or
-positions react to the move (:func:`.execution.processTick`).
+connections (:func:`publish`), lets every account with orders or
+positions react to the move (:func:`.execution.processTick`), and sends the
+PnL subscriptions their changes (:func:`publishPnL`). A symbol whose market
+is closed (``marketHours``) stays still.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.task import LoopingCall
 
-from ..messages.OpenApiMessages_pb2 import ProtoOADepthEvent
+from ..messages.OpenApiMessages_pb2 import ProtoOADepthEvent, ProtoOAv1PnLChangeEvent
 from ..messages.OpenApiModelMessages_pb2 import ProtoOATrendbarPeriod
-from .execution import processTick
+from .execution import processTick, unrealizedTotals
 
 if TYPE_CHECKING:
     from .server import Simulator
 
-__all__ = ["Ticker", "publish"]
+__all__ = ["Ticker", "publish", "publishPnL"]
 
 
 class Ticker:
@@ -65,6 +67,9 @@ class Ticker:
         newBooks: dict[int, list[int]] = {}
         for symbolId, state in market.symbols.items():
             bid, ask = state.bid, state.ask
+            if not sim.marketOpen(symbolId):
+                changed[symbolId] = (False, False)  # a closed market stays still
+                continue
             state.walk(market.rng)
             state.updateBars(minute, periods.get(symbolId, set()))
             changed[symbolId] = (state.bid != bid, state.ask != ask)
@@ -76,6 +81,26 @@ class Ticker:
         for account in sim.accounts.values():
             if account.orders or account.positions:
                 processTick(sim, account)
+        publishPnL(sim)
+
+
+def publishPnL(simulator: Simulator) -> None:
+    """Send ``ProtoOAv1PnLChangeEvent`` to the PnL subscriptions whose
+    account's unrealized profit changed since the last one they got."""
+    for session in list(simulator.sessions):
+        for accountId, last in list(session.pnl.items()):
+            account = simulator.accounts.get(accountId)
+            if account is None:
+                continue
+            totals = unrealizedTotals(simulator, account)
+            if totals == last:
+                continue
+            session.pnl[accountId] = totals
+            session.send(
+                ProtoOAv1PnLChangeEvent(
+                    ctidTraderAccountId=accountId, grossUnrealizedPnL=totals[0], netUnrealizedPnL=totals[1], moneyDigits=2
+                )
+            )
 
 
 def publish(simulator: Simulator, changed: dict[int, tuple[bool, bool]], newBooks: dict[int, list[int]]) -> None:
