@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import time
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING
 
 from ..messages.OpenApiMessages_pb2 import (
@@ -81,6 +82,8 @@ __all__ = [
     "closingPrice",
     "openingPrice",
     "unrealizedGross",
+    "grossProfit",
+    "exactRate",
     "equity",
     "freeMargin",
     "fillMarket",
@@ -120,6 +123,34 @@ def conversionRate(sim: Simulator, assetId: int) -> float:
 def _quoteRate(sim: Simulator, state: SymbolState) -> float:
     """Units of the deposit currency per unit of *state*'s quote asset."""
     return conversionRate(sim, state.spec["light"]["quoteAssetId"])
+
+
+_WIRE = Decimal(100000)
+_CENT = Decimal("0.01")
+
+
+def exactRate(sim: Simulator, assetId: int) -> Decimal:
+    """:func:`conversionRate` in exact decimals: the bid of a base/deposit
+    symbol over 100000, or 100000 over the ask of a deposit/quote symbol."""
+    if assetId == DEPOSIT_ASSET_ID:
+        return Decimal(1)
+    for state in sim.market.symbols.values():
+        light = state.spec["light"]
+        if light["baseAssetId"] == assetId and light["quoteAssetId"] == DEPOSIT_ASSET_ID:
+            return Decimal(state.bid) / _WIRE
+        if light["quoteAssetId"] == assetId and light["baseAssetId"] == DEPOSIT_ASSET_ID:
+            return _WIRE / Decimal(state.ask)
+    return Decimal(1)
+
+
+def grossProfit(sim: Simulator, state: SymbolState, side: ProtoOATradeSide, entry: float, exit: Decimal, volume: int) -> int:
+    """The gross profit of *volume* (cents of a unit) bought or sold at
+    *entry* and closed at *exit*, deposit cents: ``(exit - entry) x direction
+    x units x rate`` in exact decimals, rounded half to even to the cent (the
+    rule the typed account model follows too)."""
+    move = (exit - Decimal(repr(entry))) * direction(side)
+    value = move * (Decimal(volume) / 100) * exactRate(sim, state.spec["light"]["quoteAssetId"])
+    return int(value.quantize(_CENT, ROUND_HALF_EVEN) * 100)
 
 
 def marginFor(sim: Simulator, account: Account, state: SymbolState, volume: int, price: float) -> int:
@@ -164,10 +195,11 @@ def openingPrice(state: SymbolState, side: ProtoOATradeSide) -> float:
 
 
 def unrealizedGross(sim: Simulator, position: Position) -> int:
-    """Gross unrealized profit of an open position, deposit cents."""
+    """Gross unrealized profit of an open position at the closing price now,
+    deposit cents (:func:`grossProfit`)."""
     state = sim.market.symbols[position.symbolId]
-    diff = (closingPrice(state, position.tradeSide) - position.price) * direction(position.tradeSide)
-    return round(diff * position.volume / 100 * _quoteRate(sim, state) * 100)
+    exit = Decimal(state.bid if position.tradeSide == _BUY else state.ask) / _WIRE
+    return grossProfit(sim, state, position.tradeSide, position.price, exit, position.volume)
 
 
 def equity(sim: Simulator, account: Account) -> int:
@@ -253,7 +285,7 @@ def execute(
     detail = None
     if position.status == _OPEN and order.tradeSide != position.tradeSide:
         closed = part
-        gross = round((price - position.price) * direction(position.tradeSide) * closed / 100 * rate * 100)
+        gross = grossProfit(sim, state, position.tradeSide, position.price, Decimal(repr(price)), closed)
         openShare = round(position.commission * closed / position.volume)
         swapShare = round(position.swap * closed / position.volume)
         closeCommission = -commissionFor(sim, state, closed, price)

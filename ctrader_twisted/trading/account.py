@@ -172,7 +172,7 @@ class Account:
         if not closing or rate is None:
             return None
         move = (Decimal(closing) / _WIRE - position.entryPrice) * position.side.sign
-        gross = roundMoney(move * position.units * rate, self.moneyDigits)
+        gross = roundMoney(move * position.units * rate, self.moneyDigits)  # the simulator's grossProfit, step by step
         return PnL(gross, position.swap, position.commission)
 
     @property
