@@ -184,7 +184,8 @@ def pipsToDistance(pips: Number, pipPosition: int, name: str = "pips") -> Decima
 
 def distanceToPips(distance: Decimal, pipPosition: int) -> Decimal:
     """A price distance in pips (0.0020 of EURUSD: 20)."""
-    return (distance / pipSize(pipPosition)).normalize()
+    pips = distance / pipSize(pipPosition)
+    return pips.quantize(_QUANTA[0]) if pips == pips.to_integral_value() else pips.normalize()
 
 
 # --- volumes ---------------------------------------------------------------------------
