@@ -336,6 +336,8 @@ async def reconcileOrder(tracker: OrderTracker, cause: BaseException) -> Any:
     await client.whenReady()
     account = trader.accountId
     symbols = trader.symbols
+    # Whatever happened to the order, the account model may have missed it.
+    trader.account.reconcile().addErrback(lambda f: None)
     if tracker.kind == "close":
         return await _reconcileClose(tracker, cause)
     state = await client.request("ProtoOAReconcileReq", ctidTraderAccountId=account)
