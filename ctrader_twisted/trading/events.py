@@ -73,20 +73,19 @@ __all__ = [
 
 def _fastConstructor(cls: type) -> Callable[..., Any]:
     """A constructor of a frozen, slotted dataclass that sets its slots
-    directly (the generated ``__init__`` goes through ``object.__setattr__``
-    for every field): for the events of the hot path."""
-    setters = [cls.__dict__[name].__set__ for name in cls.__dataclass_fields__]  # type: ignore[attr-defined]
-    new = object.__new__
-    count = len(setters)
-
-    def make(*values: Any) -> Any:
-        if len(values) != count:
-            raise TypeError(f"{cls.__name__} takes {count} values, got {len(values)}")
-        obj: Any = new(cls)
-        for setter, value in zip(setters, values):
-            setter(obj, value)
-        return obj
-
+    directly, one call per field (the generated ``__init__`` goes through
+    ``object.__setattr__`` for each): for the events of the hot path. It
+    takes every field, positionally, in order."""
+    names = list(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for i, name in enumerate(names):
+        namespace[f"set{i}"] = cls.__dict__[name].__set__
+    arguments = ", ".join(f"v{i}" for i in range(len(names)))
+    body = "".join(f"    set{i}(obj, v{i})\n" for i in range(len(names)))
+    # The source is built from the field count alone (no outside text).
+    exec(f"def make({arguments}):\n    obj = new(cls)\n{body}    return obj\n", namespace)
+    make: Callable[..., Any] = namespace["make"]
+    make.__doc__ = f"A {cls.__name__} from its {len(names)} fields, in order."
     return make
 
 
@@ -100,9 +99,8 @@ class Spot:
 
     :ivar bid: the bid, rounded to the symbol's digits.
     :ivar ask: the ask.
-    :ivar timestamp: the server's time, milliseconds (``0`` when absent);
-        :attr:`time` as a datetime.
-    :ivar raw: the ``ProtoOASpotEvent``.
+    :ivar raw: the ``ProtoOASpotEvent`` (``None`` for a quote rebuilt from
+        the last one received, without an event).
     """
 
     account: int
@@ -110,13 +108,19 @@ class Spot:
     symbol: str
     bid: Decimal | None
     ask: Decimal | None
-    timestamp: int
     raw: Any = field(repr=False, compare=False)
+
+    @property
+    def timestamp(self) -> int:
+        """The server's time of the quote, milliseconds (``0`` when it sent none)."""
+        raw = self.raw
+        return int(raw.timestamp) if raw is not None else 0
 
     @property
     def time(self) -> datetime | None:
         """The server's time of the quote, or ``None`` when it sent none."""
-        return timeFromWire(self.timestamp) if self.timestamp else None
+        timestamp = self.timestamp
+        return timeFromWire(timestamp) if timestamp else None
 
     @property
     def spread(self) -> Decimal | None:
@@ -143,8 +147,8 @@ class Spot:
         return priceFromWire(int(raw.sessionClose), -int(digits))
 
 
-#: Builds a :class:`Spot` from its seven values, in field order (hot path).
-newSpot: Callable[[int, int, str, Decimal | None, Decimal | None, int, Any], Spot] = _fastConstructor(Spot)
+#: Builds a :class:`Spot` from its six values, in field order (hot path).
+newSpot: Callable[[int, int, str, Decimal | None, Decimal | None, Any], Spot] = _fastConstructor(Spot)
 
 
 @dataclass(frozen=True)

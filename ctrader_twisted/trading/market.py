@@ -176,16 +176,17 @@ class Quote:
     :ivar bid: the last bid, wire integer (``0`` until known).
     :ivar ask: the last ask, wire integer (``0`` until known).
     :ivar digits: the symbol's price digits (the wire's five until known).
+    :ivar last: the last ``ProtoOASpotEvent`` received, or ``None``.
     """
 
-    __slots__ = ("symbolId", "name", "digits", "bid", "ask", "timestamp", "callbacks", "_cache", "_quantum")
+    __slots__ = ("symbolId", "name", "digits", "bid", "ask", "last", "callbacks", "_cache")
 
     def __init__(self, symbolId: int, name: str, digits: int | None) -> None:
         self.symbolId = symbolId
         self.name = name
         self.bid = 0
         self.ask = 0
-        self.timestamp = 0
+        self.last: Any = None
         #: the callbacks of spot subscribers filtering on this symbol
         self.callbacks: list[Callable[[Any], Any]] = []
         self._cache: dict[int, Decimal] = {}

@@ -129,6 +129,8 @@ class Trader:
         self._pnlSubscription: SharedSubscription | None = None
         self._spotAny: list[Callable[[Any], Any]] = []
         self._subscribers: dict[type, list[_Subscriber]] = {}
+        #: whether spot events have more to do than Spot callbacks (bars, account notifications)
+        self._watchSpots = False
         self._trackers: set[OrderTracker] = set()
         self._listening = False
         self.started = False
@@ -185,8 +187,8 @@ class Trader:
         still settle."""
         self.started = False
         self.account.releaseAll()
-        for streams in list(self._subscribers.values()):
-            streams.clear()
+        self._subscribers.clear()
+        self._watchSpots = False
         self._spotAny.clear()
         for quote in self._quotes.values():
             quote.callbacks.clear()
@@ -325,9 +327,13 @@ class Trader:
             subscriber = _Subscriber(callback, tuple(sorted(filters.items())))
             subscribers = self._subscribers.setdefault(eventType, [])
             subscribers.append(subscriber)
+            self._watchSpots = bool(self._subscribers.get(Bar) or self._subscribers.get(AccountChanged))
 
             def remove() -> None:
                 _discard(subscribers, subscriber)
+                if not subscribers and self._subscribers.get(eventType) is subscribers:
+                    del self._subscribers[eventType]
+                self._watchSpots = bool(self._subscribers.get(Bar) or self._subscribers.get(AccountChanged))
 
         for hold in holds:
             hold.acquire()
@@ -379,7 +385,7 @@ class Trader:
         if quote is None or not (quote.bid or quote.ask):
             return None
         bid, ask = quote.prices()
-        return newSpot(self.accountId, found.id, found.name, bid, ask, quote.timestamp, None)
+        return newSpot(self.accountId, found.id, found.name, bid, ask, quote.last)
 
     def _quote(self, symbolId: int) -> Quote:
         quote = self._quotes.get(symbolId)
@@ -493,8 +499,10 @@ class Trader:
                     self._log.failure("Exception in a {event} callback", event=type(event).__name__)
 
     def _onSpot(self, event: Any) -> None:
-        # The hot path: one spot event, no more work than needed.
-        if event.ctidTraderAccountId != self.accountId:
+        # The hot path: one spot event, no more work than needed (a missing
+        # side reads as 0: no price is 0).
+        accountId = self.accountId
+        if event.ctidTraderAccountId != accountId:
             return
         symbolId = event.symbolId
         quote = self._quotes.get(symbolId)
@@ -510,16 +518,18 @@ class Trader:
             quote.ask = ask
         else:
             ask = quote.ask
-        timestamp = event.timestamp
-        if timestamp:
-            quote.timestamp = timestamp
+        quote.last = event
         callbacks = quote.callbacks
         anyCallbacks = self._spotAny
         if callbacks or anyCallbacks:
-            price = quote.price
-            spot = newSpot(
-                self.accountId, symbolId, quote.name, price(bid) if bid else None, price(ask) if ask else None, timestamp, event
-            )
+            cache = quote._cache
+            bidPrice = cache.get(bid) if bid else None
+            if bidPrice is None and bid:
+                bidPrice = quote.price(bid)
+            askPrice = cache.get(ask) if ask else None
+            if askPrice is None and ask:
+                askPrice = quote.price(ask)
+            spot = newSpot(accountId, symbolId, quote.name, bidPrice, askPrice, event)
             for callback in callbacks:
                 try:
                     callback(spot)
@@ -530,10 +540,16 @@ class Trader:
                     callback(spot)
                 except Exception:
                     self._log.failure("Exception in a Spot callback")
-        if event.trendbar and Bar in self._subscribers:
+        if self._watchSpots:
+            self._spotExtras(event, quote, bid)
+
+    def _spotExtras(self, event: Any, quote: Quote, bid: int) -> None:
+        """Live bars and account-model notifications of a spot event (only
+        when someone subscribed to them)."""
+        if Bar in self._subscribers and event.trendbar:
             for raw in event.trendbar:
-                self._emit(Bar.fromProto(self.accountId, symbolId, quote.name, quote.digits, raw, bid or None))
-        if AccountChanged in self._subscribers and symbolId in self.account._held:
+                self._emit(Bar.fromProto(self.accountId, quote.symbolId, quote.name, quote.digits, raw, bid or None))
+        if AccountChanged in self._subscribers and quote.symbolId in self.account._held:
             self._emit(AccountChanged(self.accountId, "quotes"))
 
     def _onDepth(self, event: Any) -> None:
