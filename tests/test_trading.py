@@ -449,3 +449,87 @@ class LifeTests(SynchronousTestCase):
             server.resultOf(Trader(managed, server.simulator.accountIds[0]).start())
         self.assertRaises(ValueError, Trader, managed, 0)
         self.assertRaises(ValueError, Trader, managed, 1, "")
+
+
+class HostileInputTests(TradingTestCase):
+    """What the server sends is hostile too: odd values never break the
+    layer, and one failing callback does not starve the others."""
+
+    def test_oddValuesFromTheWire(self) -> None:
+        from ctrader_twisted.messages.OpenApiMessages_pb2 import (
+            ProtoOADepthEvent,
+            ProtoOAExecutionEvent,
+            ProtoOASpotEvent,
+        )
+        from ctrader_twisted.messages.OpenApiModelMessages_pb2 import ProtoOADepthQuote, ProtoOAPosition, ProtoOATradeData
+
+        executions: list[Execution] = []
+        depths: list[Depth] = []
+        spots: list[Spot] = []
+        self.trader.on(Execution, executions.append)
+        self.trader.on(Depth, depths.append, symbol="EURUSD")
+        self.trader.on(Spot, spots.append)
+        self.server.advance(1)
+        position = ProtoOAPosition(
+            positionId=77, tradeData=ProtoOATradeData(symbolId=999, volume=100, tradeSide=1), positionStatus=1, swap=0,
+            price=float("nan"), stopLoss=float("inf"),
+        )
+        self.sim.sendEvent(ProtoOAExecutionEvent(ctidTraderAccountId=self.accountId, executionType=8, position=position))
+        self.sim.sendEvent(ProtoOADepthEvent(ctidTraderAccountId=self.accountId, symbolId=1, newQuotes=[
+            ProtoOADepthQuote(id=10**9 + 1, size=100, bid=0), ProtoOADepthQuote(id=10**9 + 2, size=100, ask=114900)]))
+        self.sim.sendEvent(ProtoOASpotEvent(ctidTraderAccountId=self.accountId, symbolId=999, bid=5))
+        self.server.flush()
+        [execution] = executions
+        self.assertEqual(execution.type, ExecutionType.ORDER_CANCEL_REJECTED)
+        self.assertEqual(execution.symbol, "#999")
+        self.assertIsNone(execution.position.entryPrice)  # type: ignore[union-attr]  # NaN is not a price
+        self.assertIsNone(execution.position.stopLoss)  # type: ignore[union-attr]
+        book = depths[-1].book
+        self.assertIn(10**9 + 2, [level.quoteId for level in book.asks])
+        self.assertNotIn(10**9 + 1, [level.quoteId for level in book.bids])  # a price of 0 is not a quote
+        self.assertEqual(depths[-1].added, (book.asks[[a.quoteId for a in book.asks].index(10**9 + 2)],))
+        self.assertEqual([(s.symbol, s.bid, s.ask) for s in spots if s.symbolId == 999], [("#999", Decimal("0.00005"), None)])
+
+    def test_aFailingCallbackDoesNotStarveTheOthers(self) -> None:
+        seen: list[Spot] = []
+
+        def broken(spot: Spot) -> None:
+            raise RuntimeError("a bug in user code")
+
+        self.trader.on(Spot, broken, symbol="EURUSD")
+        self.trader.on(Spot, seen.append, symbol="EURUSD")
+        self.server.advance(2)
+        self.assertTrue(seen)
+        self.assertTrue(self.flushLoggedErrors(RuntimeError))
+        self.assertTrue(self.client.isReady)
+
+
+class SimulatorRawTests(TradingTestCase):
+    """The simulator's new requests, through the raw API."""
+
+    def test_marginCallThresholds(self) -> None:
+        calls = self.run_(self.client.request("ProtoOAMarginCallListReq", ctidTraderAccountId=self.accountId))
+        self.assertEqual([(c.marginCallType, c.marginLevelThreshold) for c in calls.marginCall],
+                         [(61, 150.0), (62, 120.0), (63, 100.0)])
+        updates: list[MarginCall] = []
+        self.trader.on(MarginCall, updates.append)
+        from ctrader_twisted.messages.OpenApiModelMessages_pb2 import ProtoOAMarginCall
+
+        self.run_(self.client.request("ProtoOAMarginCallUpdateReq", ctidTraderAccountId=self.accountId,
+                                      marginCall=ProtoOAMarginCall(marginCallType=62, marginLevelThreshold=80.0)))
+        self.server.flush()
+        self.assertEqual([(u.kind, u.threshold, u.triggered) for u in updates], [("MARGIN_LEVEL_THRESHOLD_2", Decimal(80), False)])
+        from ctrader_twisted.errors import InvalidRequestError
+
+        self.fails(self.client.request("ProtoOAMarginCallUpdateReq", ctidTraderAccountId=self.accountId,
+                                       marginCall=ProtoOAMarginCall(marginCallType=62, marginLevelThreshold=-1.0)),
+                   InvalidRequestError)
+
+    def test_pnlSubscriptionErrors(self) -> None:
+        from ctrader_twisted.errors import InvalidRequestError, OpenApiError
+
+        self.run_(self.client.request("ProtoOAv1PnLChangeSubscribeReq", ctidTraderAccountId=self.accountId))
+        error = self.fails(self.client.request("ProtoOAv1PnLChangeSubscribeReq", ctidTraderAccountId=self.accountId), OpenApiError)
+        self.assertEqual(error.errorCode, "ALREADY_SUBSCRIBED")
+        self.run_(self.client.request("ProtoOAv1PnLChangeUnSubscribeReq", ctidTraderAccountId=self.accountId))
+        self.fails(self.client.request("ProtoOAv1PnLChangeUnSubscribeReq", ctidTraderAccountId=self.accountId), InvalidRequestError)

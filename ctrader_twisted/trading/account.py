@@ -32,9 +32,9 @@ them when the positions close.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -129,7 +129,7 @@ class Account:
     def _rate(self, symbolId: int) -> Decimal | None:
         """Deposit currency per unit of *symbolId*'s quote asset, from the
         current quotes; ``None`` while a quote it needs is unknown."""
-        symbol = self._trader.symbols.symbols.get(symbolId) if False else self._trader.symbols._symbols.get(symbolId)
+        symbol = self._trader.symbols.lookup(symbolId)
         if symbol is None or symbol.quoteAsset is None or self.depositAssetId is None:
             return None
         asset = symbol.quoteAsset.id
@@ -220,7 +220,7 @@ class Account:
         """A Deferred firing with this model once it holds a snapshot of the
         current connection (at once when it does)."""
         if self.reconciled and self._reconciling is None:
-            return Deferred.fromCoroutine(_value(self))
+            return succeed(self)
         if self._reconciling is None:
             return self.reconcile()
         return self._reconciling.wait()
@@ -300,7 +300,8 @@ class Account:
         """Load the details of the symbols of the positions and orders held,
         and rebuild them with their digits and lot sizes."""
         ids = {p.symbolId for p in self._positions.values()} | {o.symbolId for o in self._orders.values()}
-        missing = [i for i in ids if i in self._trader.symbols._symbols and self._trader.symbols._symbols[i].details is None]
+        catalogue = self._trader.symbols
+        missing = [i for i in ids if (s := catalogue.lookup(i)) is not None and s.details is None]
         if not missing:
             return
         await self._trader.symbols.getMany(missing)
@@ -372,10 +373,10 @@ class Account:
         if self.depositAssetId is None:
             return
         wanted: set[int] = set()
-        catalogue = self._trader.symbols._symbols
+        catalogue = self._trader.symbols
         for position in self._positions.values():
             wanted.add(position.symbolId)
-            symbol = catalogue.get(position.symbolId)
+            symbol = catalogue.lookup(position.symbolId)
             if symbol is None or symbol.quoteAsset is None:
                 continue
             asset = symbol.quoteAsset.id
@@ -414,10 +415,6 @@ class Account:
             self._trader._releaseSpots(symbolId)
         self._held = set()
 
-    def ids(self) -> Iterable[int]:
-        """The ids of the open positions."""
-        return list(self._positions)
-
 
 _ORDER_ENDS = (ExecutionType.ORDER_FILLED, ExecutionType.ORDER_CANCELLED, ExecutionType.ORDER_EXPIRED, ExecutionType.ORDER_REJECTED)
 
@@ -434,7 +431,3 @@ def _first(failure: Failure) -> Failure:
     if failure.check(FirstError):
         return failure.value.subFailure  # type: ignore[no-any-return]
     return failure
-
-
-async def _value(value: Any) -> Any:
-    return value

@@ -43,8 +43,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..errors import (
-    ConnectionLostError,
-    CTraderError,
     NotExecutedError,
     NotFilledError,
     OpenApiError,
@@ -52,7 +50,6 @@ from ..errors import (
     RequestTimeout,
     errorFromPayload,
 )
-from ..units import timeToWire
 from .models import (
     ClosedDetail,
     Deal,
@@ -63,7 +60,6 @@ from .models import (
     Side,
     dealFromProto,
     orderFromProto,
-    positionFromProto,
 )
 
 if TYPE_CHECKING:

@@ -424,6 +424,10 @@ class SymbolCatalogue:
             raise UnknownSymbolError(symbol, suggest(symbol, (s.name for s in self._symbols.values())), self.accountId)
         return self._symbols[symbolId]
 
+    def lookup(self, symbolId: int) -> Symbol | None:
+        """The symbol of an id as loaded so far, or ``None`` (no error, no suggestion)."""
+        return self._symbols.get(symbolId)
+
     def facts(self, symbolId: int) -> SymbolFacts:
         """Name, digits and lot size of *symbolId* (``#id`` when unknown)."""
         symbol = self._symbols.get(symbolId)

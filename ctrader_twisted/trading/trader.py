@@ -117,8 +117,7 @@ class Trader:
         self.client = client
         self.accountId = accountId
         self._accessToken = accessToken
-        toDecimal(timeout, "timeout", positive=True)
-        self.timeout = float(timeout)
+        self.timeout = float(toDecimal(timeout, "timeout", positive=True))
         self.symbols = SymbolCatalogue(client, accountId)
         self.account = Account(self)
         self._quotes: dict[int, Quote] = {}
@@ -392,7 +391,7 @@ class Trader:
         if quote is None:
             facts = self.symbols.facts(symbolId)
             quote = self._quotes[symbolId] = Quote(symbolId, facts.name, facts.digits)
-            if facts.digits is None and symbolId in self.symbols._symbols:
+            if facts.digits is None and self.symbols.lookup(symbolId) is not None:
                 self.symbols.get(symbolId).addCallbacks(lambda s: quote.setDigits(s.digits), lambda f: None)
         return quote
 
@@ -748,7 +747,6 @@ class Trader:
 
     async def _placeOrder(self, symbol: str | int, side: Side, type: OrderType, **o: Any) -> Any:
         found = await self.symbols.get(symbol)
-        spec = found.spec
         try:
             side = Side(side)
             type = OrderType(type)
