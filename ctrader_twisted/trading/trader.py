@@ -125,7 +125,7 @@ class Trader:
         self._spotSubscriptions: dict[int, SharedSubscription] = {}
         self._depthSubscriptions: dict[int, SharedSubscription] = {}
         self._barSubscriptions: dict[tuple[int, int], SharedSubscription] = {}
-        self._pnlSubscription: SharedSubscription | None = None
+        self._pnlSubscription: dict[None, SharedSubscription] = {}
         self._spotAny: list[Callable[[Any], Any]] = []
         self._subscribers: dict[type, list[_Subscriber]] = {}
         #: whether spot events have more to do than Spot callbacks (bars, account notifications)
@@ -198,10 +198,12 @@ class Trader:
         self._unlisten()
 
     def _allSubscriptions(self) -> list[SharedSubscription]:
-        subs = [*self._barSubscriptions.values(), *self._depthSubscriptions.values(), *self._spotSubscriptions.values()]
-        if self._pnlSubscription is not None:
-            subs.append(self._pnlSubscription)
-        return subs
+        return [
+            *self._barSubscriptions.values(),
+            *self._depthSubscriptions.values(),
+            *self._spotSubscriptions.values(),
+            *self._pnlSubscription.values(),
+        ]
 
     _LISTENERS = (
         ("ProtoOASpotEvent", "_onSpot"),
@@ -395,31 +397,44 @@ class Trader:
                 self.symbols.get(symbolId).addCallbacks(lambda s: quote.setDigits(s.digits), lambda f: None)
         return quote
 
-    def _shared(self, name: str, subscribe: Callable[[], Deferred[Any]], unsubscribe: Callable[[], Deferred[Any]],
-                heldElsewhere: Callable[[], bool]) -> SharedSubscription:
-        return SharedSubscription(name, subscribe, unsubscribe, heldElsewhere, self.client.whenReady)
-
-    def _sessionAccount(self) -> Any:
-        return self.client.session.accounts.get(self.accountId)
-
-    def _spotSubscription(self, symbolId: int) -> SharedSubscription:
-        sub = self._spotSubscriptions.get(symbolId)
+    def _shared(
+        self,
+        table: dict[Any, SharedSubscription],
+        key: Any,
+        what: str,
+        request: tuple[str, dict[str, Any]],
+        unrequest: tuple[str, dict[str, Any]],
+        inSession: Callable[[Any], bool],
+    ) -> SharedSubscription:
+        """The shared subscription of *table* at *key*, made on first use:
+        *request* and *unrequest* are ``(message name, fields)``;
+        *inSession* tells, from the session's record of the account, whether
+        it is in place already (made with the raw API)."""
+        sub = table.get(key)
         if sub is None:
-            request, account = self.client.request, self.accountId
+            request_ = self.client.request
 
             def held() -> bool:
-                state = self._sessionAccount()
-                return state is not None and symbolId in state.spots
+                state = self.client.session.accounts.get(self.accountId)
+                return state is not None and inSession(state)
 
-            sub = self._spotSubscriptions[symbolId] = self._shared(
-                f"spots of {self.symbols.facts(symbolId).name} on account {account}",
-                lambda: request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=[symbolId],
-                                subscribeToSpotTimestamp=True),
-                lambda: request("ProtoOAUnsubscribeSpotsReq", ctidTraderAccountId=account, symbolId=[symbolId]),
+            sub = table[key] = SharedSubscription(
+                f"{what} on account {self.accountId}",
+                lambda: request_(request[0], ctidTraderAccountId=self.accountId, **request[1]),
+                lambda: request_(unrequest[0], ctidTraderAccountId=self.accountId, **unrequest[1]),
                 held,
+                self.client.whenReady,
             )
-            self._quote(symbolId)
         return sub
+
+    def _spotSubscription(self, symbolId: int) -> SharedSubscription:
+        self._quote(symbolId)
+        return self._shared(
+            self._spotSubscriptions, symbolId, f"spots of {self.symbols.facts(symbolId).name}",
+            ("ProtoOASubscribeSpotsReq", {"symbolId": [symbolId], "subscribeToSpotTimestamp": True}),
+            ("ProtoOAUnsubscribeSpotsReq", {"symbolId": [symbolId]}),
+            lambda state: symbolId in state.spots,
+        )
 
     def _holdSpots(self, symbolId: int) -> None:
         self._spotSubscription(symbolId).acquire()
@@ -430,55 +445,30 @@ class Trader:
             sub.release()
 
     def _depthSubscription(self, symbolId: int) -> SharedSubscription:
-        sub = self._depthSubscriptions.get(symbolId)
-        if sub is None:
-            request, account = self.client.request, self.accountId
-
-            def held() -> bool:
-                state = self._sessionAccount()
-                return state is not None and symbolId in state.depth
-
-            sub = self._depthSubscriptions[symbolId] = self._shared(
-                f"depth of {self.symbols.facts(symbolId).name} on account {account}",
-                lambda: request("ProtoOASubscribeDepthQuotesReq", ctidTraderAccountId=account, symbolId=[symbolId]),
-                lambda: request("ProtoOAUnsubscribeDepthQuotesReq", ctidTraderAccountId=account, symbolId=[symbolId]),
-                held,
-            )
-        return sub
+        return self._shared(
+            self._depthSubscriptions, symbolId, f"depth of {self.symbols.facts(symbolId).name}",
+            ("ProtoOASubscribeDepthQuotesReq", {"symbolId": [symbolId]}),
+            ("ProtoOAUnsubscribeDepthQuotesReq", {"symbolId": [symbolId]}),
+            lambda state: symbolId in state.depth,
+        )
 
     def _barSubscription(self, symbolId: int, period: int) -> SharedSubscription:
         key = (symbolId, int(period))
-        sub = self._barSubscriptions.get(key)
-        if sub is None:
-            request, account = self.client.request, self.accountId
-
-            def held() -> bool:
-                state = self._sessionAccount()
-                return state is not None and key in state.trendbars
-
-            sub = self._barSubscriptions[key] = self._shared(
-                f"{Period(period).name} bars of {self.symbols.facts(symbolId).name} on account {account}",
-                lambda: request("ProtoOASubscribeLiveTrendbarReq", ctidTraderAccountId=account, symbolId=symbolId, period=int(period)),
-                lambda: request("ProtoOAUnsubscribeLiveTrendbarReq", ctidTraderAccountId=account, symbolId=symbolId, period=int(period)),
-                held,
-            )
-        return sub
+        fields = {"symbolId": symbolId, "period": int(period)}
+        return self._shared(
+            self._barSubscriptions, key, f"{Period(period).name} bars of {self.symbols.facts(symbolId).name}",
+            ("ProtoOASubscribeLiveTrendbarReq", fields),
+            ("ProtoOAUnsubscribeLiveTrendbarReq", fields),
+            lambda state: key in state.trendbars,
+        )
 
     def _pnl(self) -> SharedSubscription:
-        if self._pnlSubscription is None:
-            request, account = self.client.request, self.accountId
-
-            def held() -> bool:
-                state = self._sessionAccount()
-                return state is not None and bool(state.pnl)
-
-            self._pnlSubscription = self._shared(
-                f"PnL changes of account {account}",
-                lambda: request("ProtoOAv1PnLChangeSubscribeReq", ctidTraderAccountId=account),
-                lambda: request("ProtoOAv1PnLChangeUnSubscribeReq", ctidTraderAccountId=account),
-                held,
-            )
-        return self._pnlSubscription
+        return self._shared(
+            self._pnlSubscription, None, "PnL changes",
+            ("ProtoOAv1PnLChangeSubscribeReq", {}),
+            ("ProtoOAv1PnLChangeUnSubscribeReq", {}),
+            lambda state: bool(state.pnl),
+        )
 
     # --- dispatching -------------------------------------------------------------------------
 
