@@ -533,3 +533,25 @@ class SimulatorRawTests(TradingTestCase):
         self.assertEqual(error.errorCode, "ALREADY_SUBSCRIBED")
         self.run_(self.client.request("ProtoOAv1PnLChangeUnSubscribeReq", ctidTraderAccountId=self.accountId))
         self.fails(self.client.request("ProtoOAv1PnLChangeUnSubscribeReq", ctidTraderAccountId=self.accountId), InvalidRequestError)
+
+
+class StopTests(TradingTestCase):
+    def test_stopEndsStreamsAndReleasesSubscriptions(self) -> None:
+        ended: list[str] = []
+
+        async def consume() -> None:
+            async for spot in self.trader.spots("EURUSD"):
+                pass
+            ended.append("end")
+
+        d = ensureDeferred(consume())
+        held = self.trader.on(Spot, lambda s: None, symbol="GBPUSD")
+        self.server.advance(2)
+        self.assertTrue({1, 2} <= self.session().spots[self.accountId])
+        self.trader.stop()
+        self.server.advance(1)
+        self.run_(d)
+        self.assertEqual(ended, ["end"])
+        self.assertFalse({1, 2} & self.session().spots.get(self.accountId, set()))
+        held.cancel()  # harmless after stop
+        self.assertFalse(held.active)

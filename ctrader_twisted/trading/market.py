@@ -72,13 +72,19 @@ class SharedSubscription:
         self._busy = False
         self._waiters: list[Deferred[None]] = []
         self._error: Failure | None = None
-        self.stopped = False
+        #: released for good (the trader stopped)
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"<SharedSubscription {self.name} holders={self.holders} active={self.active}>"
 
     def acquire(self) -> None:
-        """One more holder; the first one subscribes."""
+        """One more holder; the first one subscribes.
+
+        :raises RuntimeError: the subscription was released for good.
+        """
+        if self.closed:
+            raise RuntimeError(f"{self.name}: the trader stopped")
         if self.holders == 0 and not self.active and not self._busy and self._heldElsewhere():
             self.active, self.owned = True, False
         self.holders += 1
@@ -86,11 +92,22 @@ class SharedSubscription:
         self._sync()
 
     def release(self) -> None:
-        """One holder less; the last one unsubscribes (what this layer subscribed)."""
+        """One holder less; the last one unsubscribes (what this layer
+        subscribed). After :meth:`releaseAll`, releasing does nothing."""
         if self.holders <= 0:
+            if self.closed:
+                return
             raise RuntimeError(f"{self.name}: released more often than acquired")
         self.holders -= 1
         self._sync()
+
+    def releaseAll(self) -> None:
+        """Drop every holder (the trader stops): unsubscribe what this layer
+        subscribed, and take no holder any more."""
+        self.holders = 0
+        self._sync()
+        self.closed = True
+        self._fire(Failure(NotConnectedError(f"{self.name}: the trader stopped")))
 
     def whenReady(self) -> Deferred[None]:
         """A Deferred firing once subscribed (or failing with why not)."""
@@ -102,11 +119,6 @@ class SharedSubscription:
         self._waiters.append(waiter)
         return waiter
 
-    def stop(self) -> None:
-        """Give up: no more requests (the trader stopped); waiters fail."""
-        self.stopped = True
-        self._fire(Failure(NotConnectedError(f"{self.name}: the trader stopped")))
-
     def _fire(self, result: Failure | None) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -116,7 +128,7 @@ class SharedSubscription:
                 waiter.errback(result)
 
     def _sync(self) -> None:
-        if self._busy or self.stopped:
+        if self._busy:
             return
         want = self.holders > 0
         if want == self.active:
@@ -143,7 +155,7 @@ class SharedSubscription:
             self.owned = want and self.owned
             self._sync()
             return
-        if isinstance(error, (ConnectionLostError, RequestTimeout)) and not self.stopped:
+        if isinstance(error, (ConnectionLostError, RequestTimeout)) and not self.closed:
             # The outcome is unknown (or it was never sent): ask again once the
             # session is back (ALREADY_SUBSCRIBED counts as success then).
             self._log.info("{name}: {error}; trying again when the client is ready", name=self.name, error=str(error))

@@ -20,6 +20,7 @@ and changes nothing of the raw API, which stays usable beside it.
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
@@ -131,6 +132,7 @@ class Trader:
         #: whether spot events have more to do than Spot callbacks (bars, account notifications)
         self._watchSpots = False
         self._trackers: set[OrderTracker] = set()
+        self._streams: weakref.WeakSet[EventStream[Any]] = weakref.WeakSet()
         self._listening = False
         self.started = False
         self._starting: Deferred[Trader] | None = None
@@ -181,9 +183,11 @@ class Trader:
         return self
 
     def stop(self) -> None:
-        """Stop following the account: listeners removed, streams ended,
-        server subscriptions this trader made released. Orders in flight
-        still settle."""
+        """Stop following the account: listeners removed, streams ended (a
+        consumer awaiting one sees the end of the iteration), server
+        subscriptions this trader made released, its ``Subscription`` s
+        inert. Orders in flight still settle (by reconciliation, since their
+        events are no longer followed)."""
         self.started = False
         self.account.releaseAll()
         self._subscribers.clear()
@@ -191,10 +195,14 @@ class Trader:
         self._spotAny.clear()
         for quote in self._quotes.values():
             quote.callbacks.clear()
+        for stream in list(self._streams):
+            stream.close()
         for subscription in self._allSubscriptions():
-            if subscription.holders:
-                subscription.holders = 1
-                subscription.release()
+            subscription.releaseAll()
+        self._spotSubscriptions.clear()
+        self._depthSubscriptions.clear()
+        self._barSubscriptions.clear()
+        self._pnlSubscription.clear()
         self._unlisten()
 
     def _allSubscriptions(self) -> list[SharedSubscription]:
@@ -342,8 +350,7 @@ class Trader:
         def cancel() -> None:
             remove()
             for hold in reversed(holds):
-                if not hold.stopped:
-                    hold.release()
+                hold.release()
 
         def ready() -> Deferred[None]:
             from ._shared import gather
@@ -364,7 +371,9 @@ class Trader:
         def start(push: Callable[[Any], None]) -> Subscription:
             return self.on(eventType, push, **filters)
 
-        return EventStream(start, maxQueued)
+        stream: EventStream[_E] = EventStream(start, maxQueued)
+        self._streams.add(stream)
+        return stream
 
     def spots(self, symbol: str | int, *, maxQueued: int = 10_000) -> EventStream[Spot]:
         """``stream(Spot, symbol=symbol)``: ``async for spot in trader.spots("EURUSD")``."""
@@ -441,7 +450,7 @@ class Trader:
 
     def _releaseSpots(self, symbolId: int) -> None:
         sub = self._spotSubscriptions.get(symbolId)
-        if sub is not None and sub.holders and not sub.stopped:
+        if sub is not None and sub.holders:
             sub.release()
 
     def _depthSubscription(self, symbolId: int) -> SharedSubscription:
