@@ -84,5 +84,5 @@ class TestingExampleTests(TestCase):
         suite = unittest.defaultTestLoader.loadTestsFromTestCase(module.StrategyTests)
         result = TestResult()
         suite.run(result)
-        self.assertEqual(result.testsRun, 2)
+        self.assertEqual(result.testsRun, 3)
         self.assertTrue(result.wasSuccessful(), result.errors + result.failures)

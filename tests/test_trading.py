@@ -194,6 +194,21 @@ class SubscriptionTests(TradingTestCase):
         self.assertNotIn(2, self.session().spots.get(self.accountId, set()))
         self.assertEqual(self.requests.count("ProtoOAUnsubscribeSpotsReq"), 1)
 
+    def test_abandonedStreamReleases(self) -> None:
+        """A stream left by ``break`` (no aclose, no ``async with``) releases
+        its subscription once garbage-collected."""
+
+        async def consume() -> None:
+            async for spot in self.trader.spots("GBPUSD"):
+                break
+
+        self.run_(ensureDeferred(consume()))
+        import gc
+
+        gc.collect()
+        self.server.advance(1)
+        self.assertNotIn(2, self.session().spots.get(self.accountId, set()))
+
     def test_streamSurvivesReconnection(self) -> None:
         got: list[Spot] = []
 

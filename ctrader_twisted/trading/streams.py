@@ -16,6 +16,7 @@ Awaiting works both in Twisted coroutines (``ensureDeferred``,
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from typing import Any, Callable, Generator, Generic, TypeVar
 
@@ -133,7 +134,16 @@ class EventStream(Generic[_T]):
 
     def _ensureStarted(self) -> None:
         if self._subscription is None and not self._closed:
-            self._subscription = self._start(self._push)
+            # The subscription holds the stream weakly: a stream its consumer
+            # dropped (a ``break`` without aclose()) is collected, and releases.
+            ref = weakref.ref(self)
+
+            def push(event: Any) -> None:
+                stream = ref()
+                if stream is not None:
+                    stream._push(event)
+
+            self._subscription = self._start(push)
 
     def whenReady(self) -> Deferred[None]:
         """Start the stream now; a Deferred firing when its server
@@ -195,6 +205,7 @@ class EventStream(Generic[_T]):
 
     def __del__(self) -> None:
         # Left by a ``break`` without aclose(): release the subscription.
-        if not self._closed and self._subscription is not None:
+        subscription = getattr(self, "_subscription", None)  # None if __init__ refused its arguments
+        if subscription is not None and not self._closed:
             self._closed = True
-            self._subscription.cancel()
+            subscription.cancel()
