@@ -570,3 +570,29 @@ class StopTests(TradingTestCase):
         self.assertFalse({1, 2} & self.session().spots.get(self.accountId, set()))
         held.cancel()  # harmless after stop
         self.assertFalse(held.active)
+
+
+class LayeringTests(SynchronousTestCase):
+    def test_theCoreNeverImportsTheLayer(self) -> None:
+        """Importing the package, the client and the command line loads no
+        part of the typed layer; ``ctrader_twisted.Trader`` loads it on use."""
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, ctrader_twisted, ctrader_twisted.client, ctrader_twisted.cli, ctrader_twisted.simulator\n"
+            "assert not [m for m in sys.modules if m.startswith('ctrader_twisted.trading')], 'imported'\n"
+            "from ctrader_twisted import Trader\n"
+            "assert Trader.__module__ == 'ctrader_twisted.trading.trader'\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+
+    def test_startTwiceSharesOneStart(self) -> None:
+        server = SimulatedServer()
+        client = server.connect(server.managedClient())
+        self.addCleanup(client.stopService)
+        trader = Trader(client, server.simulator.accountIds[0], server.simulator.accessToken)
+        first, second = trader.start(), trader.start()
+        self.assertIs(server.resultOf(first), server.resultOf(second))
+        self.assertIs(server.resultOf(trader.start()), trader)

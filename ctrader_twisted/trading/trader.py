@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 
 from ..errors import InvalidMessageError, NotConnectedError
 from ..units import Number, checkVolume, priceToWire, timeToWire, toDecimal, unitsFromVolume, volumeFromLots, volumeFromUnits
+from ._shared import Shared
 from .account import Account
 from .events import (
     EVENT_TYPES,
@@ -135,7 +136,7 @@ class Trader:
         self._streams: weakref.WeakSet[EventStream[Any]] = weakref.WeakSet()
         self._listening = False
         self.started = False
-        self._starting: Deferred[Trader] | None = None
+        self._starting: Shared[Trader] | None = None
 
     def __repr__(self) -> str:
         state = "started" if self.started else "stopped"
@@ -154,7 +155,9 @@ class Trader:
         """
         if self.started:
             return succeed(self)
-        return Deferred.fromCoroutine(self._start())
+        if self._starting is None or self._starting.done:
+            self._starting = Shared(Deferred.fromCoroutine(self._start()))
+        return self._starting.wait()
 
     async def _start(self) -> Trader:
         client = self.client
