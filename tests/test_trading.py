@@ -596,3 +596,29 @@ class LayeringTests(SynchronousTestCase):
         first, second = trader.start(), trader.start()
         self.assertIs(server.resultOf(first), server.resultOf(second))
         self.assertIs(server.resultOf(trader.start()), trader)
+
+
+class ModelEventTests(TradingTestCase):
+    """Margin and trader updates reach the account model, and tell of it."""
+
+    def test_marginAndTraderUpdates(self) -> None:
+        from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAMarginChangedEvent, ProtoOATraderUpdatedEvent
+
+        self.run_(self.trader.on(Spot, lambda s: None, symbol="EURUSD").whenReady())
+        fill = self.run_(self.trader.buy("EURUSD", lots="0.01"))
+        changes: list[AccountChanged] = []
+        self.trader.on(AccountChanged, changes.append, reason="margin")
+        self.trader.on(AccountChanged, changes.append, reason="balance")
+        self.sim.sendEvent(ProtoOAMarginChangedEvent(ctidTraderAccountId=self.accountId, positionId=fill.positionId,
+                                                     usedMargin=1234, moneyDigits=2))
+        trader = self.sim.accounts[self.accountId].toTrader()
+        version = trader.balanceVersion
+        trader.balance, trader.balanceVersion = 2_000_000, version + 1
+        self.sim.sendEvent(ProtoOATraderUpdatedEvent(ctidTraderAccountId=self.accountId, trader=trader))
+        stale = self.sim.accounts[self.accountId].toTrader()
+        stale.balance, stale.balanceVersion = 1, version  # an older balance than the one held
+        self.sim.sendEvent(ProtoOATraderUpdatedEvent(ctidTraderAccountId=self.accountId, trader=stale))
+        self.server.flush()
+        self.assertEqual(self.trader.account.position(fill.positionId).usedMargin, Decimal("12.34"))  # type: ignore[union-attr]
+        self.assertEqual(self.trader.account.balance, Decimal("20000.00"))
+        self.assertEqual([(c.reason, c.positionId) for c in changes], [("margin", fill.positionId), ("balance", None)])

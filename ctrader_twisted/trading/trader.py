@@ -584,25 +584,25 @@ class Trader:
         if event.ctidTraderAccountId == self.accountId:
             self._emit(OrderRejection.fromProto(event))
 
-    def _onMarginChanged(self, event: Any) -> None:
-        if event.ctidTraderAccountId != self.accountId:
-            return
-        typed = MarginChanged.fromProto(event)
-        if self.account.applyMargin(typed):
-            self._emit(AccountChanged(self.accountId, "margin", typed.positionId))
+    def _deliver(self, typed: Any, changed: bool, reason: str, positionId: int | None = None) -> None:
+        """Tell of a model change (when *changed*), then deliver *typed*."""
+        if changed:
+            self._emit(AccountChanged(self.accountId, reason, positionId))
         self._emit(typed)
+
+    def _onMarginChanged(self, event: Any) -> None:
+        if event.ctidTraderAccountId == self.accountId:
+            typed = MarginChanged.fromProto(event)
+            self._deliver(typed, self.account.applyMargin(typed), "margin", typed.positionId)
 
     def _onPnL(self, event: Any) -> None:
         if event.ctidTraderAccountId == self.accountId:
             self._emit(PnLChanged.fromProto(event))
 
     def _onTraderUpdated(self, event: Any) -> None:
-        if event.ctidTraderAccountId != self.accountId:
-            return
-        typed = TraderUpdated.fromProto(event)
-        if self.account.applyTrader(typed):
-            self._emit(AccountChanged(self.accountId, "balance"))
-        self._emit(typed)
+        if event.ctidTraderAccountId == self.accountId:
+            typed = TraderUpdated.fromProto(event)
+            self._deliver(typed, self.account.applyTrader(typed), "balance")
 
     def _onTrailingStop(self, event: Any) -> None:
         if event.ctidTraderAccountId != self.accountId:
@@ -610,9 +610,7 @@ class Trader:
         position = self.account.position(int(event.positionId))
         digits = self.symbols.facts(position.symbolId).digits if position is not None else None
         typed = TrailingStop.fromProto(event, digits)
-        if self.account.applyTrailingStop(typed):
-            self._emit(AccountChanged(self.accountId, "trailing", typed.positionId))
-        self._emit(typed)
+        self._deliver(typed, self.account.applyTrailingStop(typed), "trailing", typed.positionId)
 
     def _onMarginCallTriggered(self, event: Any) -> None:
         if event.ctidTraderAccountId == self.accountId:
