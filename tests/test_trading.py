@@ -622,3 +622,17 @@ class ModelEventTests(TradingTestCase):
         self.assertEqual(self.trader.account.position(fill.positionId).usedMargin, Decimal("12.34"))  # type: ignore[union-attr]
         self.assertEqual(self.trader.account.balance, Decimal("20000.00"))
         self.assertEqual([(c.reason, c.positionId) for c in changes], [("margin", fill.positionId), ("balance", None)])
+
+    def test_actingBeforeStartSaysSo(self) -> None:
+        server = SimulatedServer()
+        client = server.connect(server.managedClient())
+        self.addCleanup(client.stopService)
+        trader = Trader(client, server.simulator.accountIds[0], server.simulator.accessToken)
+        self.assertRaises(NotConnectedError, trader.on, Spot, print, symbol="EURUSD")
+        self.assertRaises(NotConnectedError, trader.spots, "EURUSD")
+        for d in (trader.buy("EURUSD", lots="0.01"), trader.cancelOrder(1), trader.closePosition(1),
+                  trader.amendPosition(1), trader.amendOrder(1)):
+            self.assertIn("await trader.start() first", str(self.failureResultOf(d, NotConnectedError).value))
+        server.resultOf(trader.start())
+        trader.stop()
+        self.failureResultOf(trader.buy("EURUSD", lots="0.01"), NotConnectedError)

@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -104,6 +104,10 @@ class Trader:
         ``client.authorizeAccount``.
     :param timeout: seconds an order may wait for its fill after its
         acceptance before its outcome counts as unknown (and is reconciled).
+
+    Orders, symbol filters and streams need :meth:`start` first (before it,
+    and after :meth:`stop`, they fail with
+    :class:`~ctrader_twisted.errors.NotConnectedError` saying so).
 
     :ivar symbols: the account's :class:`~ctrader_twisted.trading.symbols.SymbolCatalogue`.
     :ivar account: the live :class:`~ctrader_twisted.trading.account.Account` model.
@@ -208,6 +212,12 @@ class Trader:
         self._pnlSubscription.clear()
         self._unlisten()
 
+    def _notStarted(self) -> NotConnectedError | None:
+        """Why the trader cannot act yet (not started, or stopped), or ``None``."""
+        if self.started:
+            return None
+        return NotConnectedError(f"the trader of account {self.accountId} is not started: await trader.start() first")
+
     def _allSubscriptions(self) -> list[SharedSubscription]:
         return [
             *self._barSubscriptions.values(),
@@ -286,6 +296,7 @@ class Trader:
 
         :returns: a :class:`~ctrader_twisted.trading.streams.Subscription`.
         :raises UnknownSymbolError: an unknown symbol (with suggestions).
+        :raises NotConnectedError: a symbol filter before :meth:`start`.
         :raises ValueError: an unknown event type or filter.
         """
         if callback is None:
@@ -305,6 +316,9 @@ class Trader:
             )
         symbolId: int | None = None
         if "symbol" in filters:
+            problem = self._notStarted()
+            if problem is not None:
+                raise problem
             symbolId = self.symbols.find(filters.pop("symbol")).id
         if eventType is Bar:
             if symbolId is None or "period" not in filters:
@@ -369,6 +383,9 @@ class Trader:
         :raises UnknownSymbolError: an unknown symbol (checked at once).
         """
         if "symbol" in filters:
+            problem = self._notStarted()
+            if problem is not None:
+                raise problem
             filters["symbol"] = self.symbols.find(filters["symbol"]).id
 
         def start(push: Callable[[Any], None]) -> Subscription:
@@ -743,6 +760,9 @@ class Trader:
         """
         arguments = dict(locals())
         del arguments["self"]
+        problem = self._notStarted()
+        if problem is not None:
+            return fail(problem)
         return Deferred.fromCoroutine(self._placeOrder(**arguments))
 
     async def _placeOrder(self, symbol: str | int, side: Side, type: OrderType, **o: Any) -> Any:
@@ -867,6 +887,9 @@ class Trader:
         """
         arguments = dict(locals())
         del arguments["self"]
+        problem = self._notStarted()
+        if problem is not None:
+            return fail(problem)
         return Deferred.fromCoroutine(self._amendOrder(**arguments))
 
     async def _amendOrder(self, orderId: int, **o: Any) -> Order:
@@ -905,6 +928,9 @@ class Trader:
         def cancelled(event: Any) -> Order:
             return orderFromProto(event.order, self.accountId, self.symbols)
 
+        problem = self._notStarted()
+        if problem is not None:
+            return fail(problem)
         return self.client.request("ProtoOACancelOrderReq", ctidTraderAccountId=self.accountId, orderId=orderId).addCallback(
             cancelled
         )
@@ -923,6 +949,9 @@ class Trader:
 
         :returns: a Deferred firing with the position as amended.
         """
+        problem = self._notStarted()
+        if problem is not None:
+            return fail(problem)
         return Deferred.fromCoroutine(self._amendPosition(positionId, stopLoss, takeProfit, trailingStopLoss))
 
     async def _amendPosition(self, positionId: int, stopLoss: Any, takeProfit: Any, trailingStopLoss: bool | None) -> Position:
@@ -949,6 +978,9 @@ class Trader:
             with the server's typed error; an outcome made unknown by a lost
             connection is reconciled from the position's deals.
         """
+        problem = self._notStarted()
+        if problem is not None:
+            return fail(problem)
         return Deferred.fromCoroutine(self._closePosition(positionId, lots, units, timeout))
 
     async def _closePosition(self, positionId: int, lots: Any, units: Any, timeout: float | None) -> Fill:
