@@ -217,14 +217,19 @@ class SubscriptionTests(TradingTestCase):
                 async for spot in spots:
                     got.append(spot)
                     if len(got) == 3:
+                        first.append(self.sim.sessions[0])
                         self.sim.faults.dropNow()
                     if len(got) == 8:
                         break
 
+        first: list[Any] = []
         d = ensureDeferred(consume())
         self.run_(d)
         self.assertEqual(len(got), 8)
-        self.assertGreater(self.requests.count("ProtoOASubscribeSpotsReq"), 0)
+        self.assertEqual(len(first), 1)
+        self.assertNotIn(first[0], self.sim.sessions)  # the last five came on a new connection
+        # One subscription by the typed layer; the session restored it after the drop.
+        self.assertEqual(self.requests.count("ProtoOASubscribeSpotsReq"), 1)
 
     def test_depthKeepsABook(self) -> None:
         depths: list[Depth] = []
