@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench import ceiling  # noqa: E402
+from bench import ceiling, typed  # noqa: E402
 from bench.common import summarize  # noqa: E402
 
 MiB = 2**20
@@ -210,6 +210,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         runs["ceiling_parse"] = repeat(rounds, "parsing ceiling", lambda: ceiling.parsingCeiling(ceilingCount))
         runs["ceiling_core"] = repeat(rounds, "core in process", lambda: ceiling.coreInProcess(ceilingCount))
         runs["ceiling_raw"] = repeat(rounds, "raw protobuf", lambda: ceiling.rawProtobuf(ceilingCount))
+        runs["typed_spot"] = repeat(
+            rounds, "typed layer per spot", lambda: typed.typedOverhead(min(ceilingCount, 200_000), 3))
         for size in sizes.split(","):
             runs[f"reassembly_{size}"] = repeat(
                 rounds, f"reassembly {size} B", lambda s=int(size): ceiling.reassembly(s, args.chunk))
@@ -314,6 +316,7 @@ def figures(runs: dict[str, Any], sizes: str) -> dict[str, Any]:
     for name in ("parse", "core", "raw"):
         add(f"ceiling_{name}_events_per_s", _values(runs.get(f"ceiling_{name}"), "events_per_s"))
         add(f"ceiling_{name}_cpu_s_per_million", _values(runs.get(f"ceiling_{name}"), "cpu_s_per_million"))
+    add("typed_overhead_us_per_event", _values(runs.get("typed_spot"), "typed_overhead_us_per_event"))
     for size in sizes.split(","):
         add(f"reassembly_{size}_ours_ms", _values(runs.get(f"reassembly_{size}"), "ours_ms"))
         add(f"reassembly_{size}_stock_ms", _values(runs.get(f"reassembly_{size}"), "stock_ms"))
@@ -373,6 +376,7 @@ def table(report: dict[str, Any]) -> str:
     frac = f.get("ours_tcp_fraction_of_ceiling")
     rows.append(("  TLS TCP stream / parsing ceiling", _fmt(frac), "", ""))
     single("core in process (no TLS, no reactor), ev/s", "ceiling_core_events_per_s")
+    single("typed layer's cost per spot over a raw listener, us", "typed_overhead_us_per_event", "target <= 1")
     single("raw protobuf decode only, ev/s", "ceiling_raw_events_per_s")
     pair("latency 1 at a time p50 ms", "latency_p50_ms", False)
     pair("latency 1 at a time p99 ms", "latency_p99_ms", False)

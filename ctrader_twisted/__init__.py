@@ -20,9 +20,20 @@ from .tcp import TcpProtocol
 
 if TYPE_CHECKING:
     from .auth import Auth
+    from .trading import Trader
     from .websocket import WebSocketProtocol
 
-__all__ = ["__version__", "Auth", "Client", "EndPoints", "Factory", "Protobuf", "TcpProtocol", "WebSocketProtocol"]
+__all__ = [
+    "__version__",
+    "Auth",
+    "Client",
+    "EndPoints",
+    "Factory",
+    "Protobuf",
+    "TcpProtocol",
+    "Trader",
+    "WebSocketProtocol",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from .auth import Auth
 
         return Auth
+    if name == "Trader":  # the typed layer on top of Client: loaded on first use
+        from .trading import Trader
+
+        return Trader
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

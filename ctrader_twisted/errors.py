@@ -46,6 +46,10 @@ __all__ = [
     "BadVolumeError",
     "IncorrectBoundariesError",
     "OrderError",
+    "InvalidVolumeError",
+    "UnknownSymbolError",
+    "NotFilledError",
+    "NotExecutedError",
     "RequestTimeout",
     "ConnectionLostError",
     "OutcomeUnknownError",
@@ -260,6 +264,14 @@ class OrderError(OpenApiError):
     specific class (for example :class:`NotEnoughMoneyError`) use that class;
     this one stands for the rest.
     """
+
+
+class NotFilledError(OrderError):
+    """An order was accepted and then ended without any fill: cancelled
+    (an immediate-or-cancel order that found no liquidity), expired or
+    rejected by an ``ORDER_REJECTED`` execution event whose code has no more
+    specific class. :attr:`errorCode` is the event's code, or the execution
+    type (``ORDER_CANCELLED``, ``ORDER_EXPIRED``) when it has none."""
 
 
 _BY_CODE: dict[str, type[OpenApiError]] = {}
@@ -480,6 +492,78 @@ class UnknownMessageError(CTraderError, IndexError):
 class InvalidMessageError(CTraderError, ValueError):
     """A message could not be built from the given fields (unknown field,
     wrong type, missing required field or out-of-range value)."""
+
+
+class InvalidVolumeError(BadVolumeError, InvalidMessageError):
+    """A volume outside a symbol's limits or step, found before anything was
+    sent. It is also a :class:`BadVolumeError` (the server's
+    ``TRADING_BAD_VOLUME``), so one ``except`` clause covers both.
+
+    :ivar volume: the volume refused, in cents of a unit (the wire's scale).
+    :ivar nearest: the nearest valid volumes, in cents (empty when the
+        symbol's limits admit none).
+    :ivar minVolume: the symbol's ``minVolume``, cents.
+    :ivar maxVolume: the symbol's ``maxVolume``, cents.
+    :ivar stepVolume: the symbol's ``stepVolume``, cents.
+    """
+
+    codes = ()  # type: ignore[assignment]  # local: never built from a server's error code
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        volume: int,
+        nearest: tuple[int, ...],
+        minVolume: int,
+        maxVolume: int,
+        stepVolume: int,
+    ) -> None:
+        super().__init__("TRADING_BAD_VOLUME", message)
+        self.volume = volume
+        self.nearest = nearest
+        self.minVolume = minVolume
+        self.maxVolume = maxVolume
+        self.stepVolume = stepVolume
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class UnknownSymbolError(CTraderError, LookupError):
+    """No symbol of the account has this name (or id).
+
+    :ivar name: the name asked for.
+    :ivar suggestions: the closest names the account has, best first.
+    """
+
+    def __init__(self, name: object, suggestions: tuple[str, ...] = (), accountId: int | None = None) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        self.accountId = accountId
+        where = f" on account {accountId}" if accountId is not None else ""
+        hint = f"; did you mean {' or '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"unknown symbol {name!r}{where}{hint}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotExecutedError(ConnectionLostError):
+    """An order whose outcome was unknown (the connection was lost, or the
+    answer was late, after it was written) was reconciled with the server,
+    and the server has no trace of it: no order, position or deal carries
+    its ``clientOrderId``. It was not executed and was not sent again:
+    sending it again is safe.
+
+    :ivar clientOrderId: the id the order was sent with.
+    """
+
+    sent = True
+
+    def __init__(self, message: str, clientOrderId: str, reason: object = None) -> None:
+        self.clientOrderId = clientOrderId
+        super().__init__(message, reason)
 
 
 class DuplicateClientMsgIdError(CTraderError, ValueError):

@@ -277,6 +277,13 @@ class Factory(ClientFactory):
         oversized frame, silence, a failed restore)."""
         self._disconnectionObservers.append(observer)
 
+    def removeDisconnectionObserver(self, observer: Callable[[IFrameTransport, Failure], Any]) -> None:
+        """Stop calling an observer added with :meth:`addDisconnectionObserver`.
+
+        :raises ValueError: it was not added.
+        """
+        self._disconnectionObservers.remove(observer)
+
     def addAttemptFailureObserver(self, observer: Callable[[Failure], Any]) -> None:
         """Call ``observer(reason)`` when a connection ends before it was ready
         (a TLS certificate refused, a handshake that timed out)."""

@@ -55,6 +55,7 @@ class QuickBenchTests(TestCase):
             "ours_stream_peak_rss_mib",
         ):
             self.assertGreater(figures[key]["median"], 0, key)
+        self.assertIsNotNone(figures["typed_overhead_us_per_event"]["median"])
         self.assertIsNotNone(figures["ours_stream_rss_growth_mib"]["median"])
         self.assertIsNotNone(figures["ours_requests_rss_growth_mib"]["median"])
         for size in report["settings"]["sizes"].split(","):

@@ -75,6 +75,13 @@ class CommandTests(TestCase):
         self.assertOneLineError(err, "unknown symbol 'GBPJPY'")
 
     @inlineCallbacks
+    def test_unknownSymbolSuggestsTheClosest(self) -> Any:
+        """A misspelt symbol: the error names the closest ones."""
+        code, out, err = yield self.call("stream", "EURSUD")
+        self.assertEqual(code, cli.EXIT_FAILURE)
+        self.assertOneLineError(err, "did you mean EURUSD?")
+
+    @inlineCallbacks
     def test_usageErrors(self) -> Any:
         """Bad option values: exit 2 and a one-line message, never a traceback."""
         for argv, fragment in (

@@ -40,8 +40,32 @@ class ExamplesTests(TestCase):
     @defer.inlineCallbacks
     def test_placeOrder(self) -> Any:
         out = yield self.runExample("place_order.py")
-        self.assertRegex(out, r"execution: ORDER_ACCEPTED order \d+ position \d+")
+        self.assertRegex(out, r"filled: order \d+ position \d+, 1000 units at \d\.\d{5}\n")
+        self.assertRegex(out, r"pending: LIMIT BUY 0\.02 lot at \d\.\d{5}\n")
+        self.assertIn("nearest valid: 0.01 lots (1,000 units) or 0.02 lots (2,000 units)", out)
         self.assertIn("refused: NOT_ENOUGH_MONEY", out)
+        self.assertIn("not executed (and not sent again)", out)
+
+    @defer.inlineCallbacks
+    def test_strategy(self) -> Any:
+        """The typed strategy: quotes, a bracketed buy, the account model, the close."""
+        out = yield self.runExample("strategy.py")
+        lines = out.splitlines()
+        self.assertEqual(len([line for line in lines if line.startswith("EURUSD bid ")]), 3)
+        bought = next(line for line in lines if line.startswith("bought "))
+        self.assertRegex(bought, r"^bought 0\.1 lot at (\d\.\d{5}): stop loss (\d\.\d{5}), take profit (\d\.\d{5})$")
+        self.assertTrue(any(line.startswith("equity ") for line in lines))
+        self.assertRegex(out, r"closed at \d\.\d{5}: gross -?\d+\.\d\d, commission -\d+\.\d\d, balance \d+\.\d\d")
+        self.assertIn("open positions: 0;", out)
+
+    @defer.inlineCallbacks
+    def test_asyncioNotebookRecipe(self) -> Any:
+        """docs/asyncio.rst's recipe: asyncio code (and a notebook's running loop) drives the typed API."""
+        out = yield self.runExample("asyncio_recipe.py")
+        self.assertIn("asyncio task: bought 0.01 lot", out)
+        self.assertIn("asyncio task: 3 quotes of EURUSD", out)
+        self.assertIn("notebook cell: balance 10000.00", out)
+        self.assertIn("closed; open positions: 0", out)
 
     @defer.inlineCallbacks
     def test_oauthTokens(self) -> Any:
@@ -69,5 +93,5 @@ class TestingExampleTests(TestCase):
         suite = unittest.defaultTestLoader.loadTestsFromTestCase(module.StrategyTests)
         result = TestResult()
         suite.run(result)
-        self.assertEqual(result.testsRun, 2)
+        self.assertEqual(result.testsRun, 3)
         self.assertTrue(result.wasSuccessful(), result.errors + result.failures)

@@ -225,7 +225,7 @@ class ProtocolBehaviourTests(SimulatorMemoryTestCase):
     def test_unsupportedMessage(self) -> None:
         link = self.link()
         accountId = link.login()
-        error = link.fails(UnsupportedMessageError, "ProtoOAMarginCallListReq", ctidTraderAccountId=accountId)
+        error = link.fails(UnsupportedMessageError, "ProtoOAGetDynamicLeverageByIDReq", ctidTraderAccountId=accountId, leverageId=1)
         self.assertEqual(error.errorCode, "UNSUPPORTED_MESSAGE")
         self.assertEqual(error.payload.DESCRIPTOR.name, "ProtoErrorRes")
 
@@ -703,6 +703,7 @@ class TradingTests(SimulatorMemoryTestCase):
         self.assertEqual(len(events), 2)
         self.assertEqual({m.clientMsgId for m in events}, {""})
 
-    def test_stopLimitNotSimulated(self) -> None:
-        error = self.failureResultOf(self.order(orderType=6, stopPrice=1.0, limitPrice=1.0), OpenApiError).value
+    def test_stopLimitNeedsStopPrice(self) -> None:
+        """Stop-limit orders are simulated (tests/test_simulator_trading.py); one without a stop price is refused."""
+        error = self.failureResultOf(self.order(orderType=6, slippageInPoints=5), OpenApiError).value
         self.assertEqual(error.errorCode, "TRADING_BAD_PRICES")

@@ -244,9 +244,13 @@ class Connection:
         for name in names:
             info = byName.get(name) or folded.get(name.casefold())
             if info is None:
+                from ..trading.symbols import suggest
+
+                close = suggest(name, byName)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
                 raise StreamError(
                     f"unknown symbol {name!r} on account {accountId} "
-                    f"({len(byId)} symbols; `ctrader-twisted symbols` lists them)"
+                    f"({hint}{len(byId)} symbols; `ctrader-twisted symbols` lists them)"
                 )
             if info not in wanted:
                 wanted.append(info)

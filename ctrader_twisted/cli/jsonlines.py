@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -30,40 +29,22 @@ from ..messages.OpenApiModelMessages_pb2 import (
     ProtoOATradeSide,
     ProtoOATrendbarPeriod,
 )
+from ..units import WIRE_PRICE_DIGITS, isoTime, moneyFromWire, priceFromDouble, priceFromWire, unitsFromVolume
 
 __all__ = ["EventFormatter", "SymbolInfo", "dumpJson", "decimalPrice", "isoTime", "enumName", "WIRE_PRICE_DIGITS"]
 
-#: Wire prices are integers in 1/100000 of a unit.
-WIRE_PRICE_DIGITS = 5
+#: A wire price as a Decimal with the symbol's digits (:func:`ctrader_twisted.units.priceFromWire`).
+decimalPrice = priceFromWire
 
 
-def decimalPrice(value: int, digits: int) -> Decimal:
-    """A wire price (integer, 1/100000 of a unit) as a Decimal with *digits* places."""
-    return Decimal(value).scaleb(-WIRE_PRICE_DIGITS).quantize(Decimal(1).scaleb(-digits))
-
-
-def _doublePrice(value: float, digits: int | None) -> Decimal:
-    """A price sent as a double (execution events), rounded to *digits* when known."""
-    number = Decimal(repr(float(value)))
-    if digits is None:
-        return number.normalize() if number == number.to_integral_value() else number
-    return number.quantize(Decimal(1).scaleb(-digits))
-
-
-def _units(cents: int) -> Decimal:
-    """A wire volume (cents) in units."""
-    return Decimal(cents).scaleb(-2).normalize() if cents % 100 == 0 else Decimal(cents).scaleb(-2)
-
-
-def _money(value: int, moneyDigits: int | None) -> Decimal:
-    """A wire amount of money in 1/10^moneyDigits (cents when not given)."""
-    return Decimal(value).scaleb(-(moneyDigits if moneyDigits is not None else 2))
-
-
-def isoTime(milliseconds: int) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-01-05T10:15:02.250Z``."""
-    seconds, ms = divmod(int(milliseconds), 1000)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+def _doublePrice(value: float, digits: int | None) -> Decimal | None:
+    """A price sent as a double (execution events), rounded to *digits* when
+    known, written without a trailing ``.0`` when it is whole; ``None`` for
+    a NaN or an infinity."""
+    number = priceFromDouble(value, digits)
+    if number is not None and digits is None and number == number.to_integral_value():
+        return number.normalize()
+    return number
 
 
 def dumpJson(value: Any) -> str:
@@ -199,7 +180,7 @@ class EventFormatter:
         for quote in event.newQuotes:
             side, price = ("bid", quote.bid) if quote.HasField("bid") else ("ask", quote.ask)
             quotes.append(
-                {"id": int(quote.id), "side": side, "price": self._price(int(price), info), "size": _units(int(quote.size))}
+                {"id": int(quote.id), "side": side, "price": self._price(int(price), info), "size": unitsFromVolume(int(quote.size))}
             )
         return {
             "event": "depth",
@@ -230,7 +211,7 @@ class EventFormatter:
             line["symbolId"] = info.symbolId
         if trade is not None:
             line["side"] = enumName(ProtoOATradeSide, trade.tradeSide)
-            line["volume"] = _units(int(trade.volume))
+            line["volume"] = unitsFromVolume(int(trade.volume))
         if order is not None:
             line["orderId"] = int(order.orderId)
             line["orderType"] = enumName(ProtoOAOrderType, order.orderType)
@@ -254,12 +235,12 @@ class EventFormatter:
                 ms = int(position.utcLastUpdateTimestamp)
         if deal is not None:
             line["dealId"] = int(deal.dealId)
-            line["filledVolume"] = _units(int(deal.filledVolume))
+            line["filledVolume"] = unitsFromVolume(int(deal.filledVolume))
             if deal.HasField("executionPrice"):
                 line["dealPrice"] = _doublePrice(deal.executionPrice, digits)
             if deal.HasField("commission"):
                 moneyDigits = int(deal.moneyDigits) if deal.HasField("moneyDigits") else None
-                line["commission"] = _money(int(deal.commission), moneyDigits)
+                line["commission"] = moneyFromWire(int(deal.commission), moneyDigits)
             ms = int(deal.executionTimestamp)
         if event.HasField("errorCode"):
             line["errorCode"] = event.errorCode

@@ -102,6 +102,12 @@ class Position:
     trailingStopLoss: bool = False
     lastUpdate: int = 0
     closeTimestamp: int | None = None
+    #: a trailing stop loss's distance from the price, kept as the price moves
+    trailingDistance: float | None = None
+    #: when the next swap is charged, ms
+    nextSwap: int | None = None
+    #: the order whose fill opened it (what trailing-stop events name)
+    openingOrderId: int = 0
 
     def toProto(self) -> ProtoOAPosition:
         """The ``ProtoOAPosition`` form."""
@@ -163,6 +169,8 @@ class Order:
     executedVolume: int = 0
     lastUpdate: int = 0
     closeTimestamp: int | None = None
+    trailingStopLoss: bool = False
+    isStopOut: bool = False
 
     @property
     def pending(self) -> bool:
@@ -193,6 +201,10 @@ class Order:
                 setattr(o, name, value)
         if self.clientOrderId:
             o.clientOrderId = self.clientOrderId
+        if self.trailingStopLoss:
+            o.trailingStopLoss = True
+        if self.isStopOut:
+            o.isStopOut = True
         return o
 
 
@@ -239,6 +251,10 @@ class Deal:
         return d
 
 
+#: The margin call thresholds of a new account, percent of margin level.
+DEFAULT_MARGIN_CALLS = {61: 150.0, 62: 120.0, 63: 100.0}
+
+
 def _ids(start: int) -> Iterator[int]:
     return itertools.count(start)
 
@@ -267,6 +283,10 @@ class Account:
     deals: list[Deal] = field(default_factory=list)
     #: Deposits and withdrawals: ``(timestamp, delta, balanceAfter)``.
     cashFlow: list[tuple[int, int, int]] = field(default_factory=list)
+    #: margin call thresholds (``ProtoOANotificationType`` -> margin level,
+    #: percent) and when each was last triggered (ms)
+    marginCalls: dict[int, float] = field(default_factory=lambda: dict(DEFAULT_MARGIN_CALLS))
+    marginCallsTriggered: dict[int, int] = field(default_factory=dict)
     positionIds: Iterator[int] = field(default_factory=lambda: _ids(5000001))
     orderIds: Iterator[int] = field(default_factory=lambda: _ids(6000001))
     dealIds: Iterator[int] = field(default_factory=lambda: _ids(7000001))

@@ -119,6 +119,10 @@ class SymbolState:
         self.liveBars: dict[Period, LiveBar] = {}
         #: The current depth of market (quotes with ids), empty until needed.
         self.book: list[ProtoOADepthQuote] = []
+        #: Liquidity: volume (cents) at each price level of a side, and how
+        #: many levels a market order may take (one lot per level by default).
+        self.levelVolume: int = int(spec.get("levelVolume") or spec["spec"].get("lotSize") or 1)
+        self.levels: int = int(spec.get("levels") or 5)
         rnd = random.Random(f"{seed}:{symbolId}")
         self._phases = [rnd.uniform(0, _TWO_PI) for _ in range(4)]
         self._salt = rnd.getrandbits(32)
@@ -232,15 +236,30 @@ class SymbolState:
             event.sessionClose = self.sessionClose
         return event
 
-    def depth(self, rng: random.Random, newId: Iterator[int], levels: int = 5) -> list[ProtoOADepthQuote]:
-        """A fresh book of *levels* quotes per side around the current price."""
+    def depth(self, rng: random.Random, newId: Iterator[int], levels: int | None = None) -> list[ProtoOADepthQuote]:
+        """A fresh book of *levels* quotes per side from the current bid and
+        ask outwards; sizes around :attr:`levelVolume`, on the volume step."""
+        step = max(1, int(self.spec["spec"].get("stepVolume", 1)))
         quotes = []
-        for i in range(levels):
-            gap = (i + 1) * self.step * self.tick
-            size = rng.randint(1, 50) * 100000
-            quotes.append(ProtoOADepthQuote(id=next(newId), size=size, bid=self.round(self.bid - gap + self.tick)))
-            quotes.append(ProtoOADepthQuote(id=next(newId), size=size, ask=self.round(self.ask + gap - self.tick)))
+        for i in range(self.levels if levels is None else levels):
+            gap = i * self.step * self.tick
+            size = max(step, self.levelVolume * rng.randint(1, 50) // 25 // step * step)
+            quotes.append(ProtoOADepthQuote(id=next(newId), size=size, bid=self.round(self.bid - gap)))
+            quotes.append(ProtoOADepthQuote(id=next(newId), size=size, ask=self.round(self.ask + gap)))
         return quotes
+
+    def liquidity(self, side: int) -> list[tuple[int, int, ProtoOADepthQuote | None]]:
+        """What a market order of *side* (``ProtoOATradeSide``) can take, best
+        price first: ``(price, volume, quote)``. The published book when the
+        symbol's depth is subscribed (its quotes shrink as orders take them),
+        else :attr:`levels` levels of :attr:`levelVolume` one walk step apart."""
+        buy = side == 1
+        if self.book:
+            quotes = [q for q in self.book if q.HasField("ask" if buy else "bid")]
+            quotes.sort(key=lambda q: q.ask if buy else -q.bid)
+            return [(q.ask if buy else q.bid, q.size, q) for q in quotes if q.size > 0]
+        best, sign = (self.ask, 1) if buy else (self.bid, -1)
+        return [(self.round(best + sign * i * self.step * self.tick), self.levelVolume, None) for i in range(self.levels)]
 
 
 class Market:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from typing import Any, Literal
 
 from google.protobuf.message import Message
@@ -67,6 +68,12 @@ class Simulator:
         coalesced instead, see :mod:`.session`).
     :raises ValueError: a time is negative, not a number or infinite (or
         *spotInterval* is not positive), or a size or limit is not positive.
+    :param marketHours: follow the symbols' trading schedules (UTC): a
+        closed market refuses orders and closes with ``MARKET_CLOSED``, and
+        its prices and pending orders stay still. Off by default, so that
+        everything works on any day of the week.
+    :param stopOutLevel: the margin level (percent) below which positions
+        are stopped out.
     """
 
     def __init__(
@@ -83,6 +90,8 @@ class Simulator:
         clientId: str = "sim-client-id",
         clientSecret: str = "sim-client-secret",
         maxBufferedBytes: int = 4 * 1024 * 1024,
+        marketHours: bool = False,
+        stopOutLevel: float = 50.0,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -112,6 +121,10 @@ class Simulator:
         self.maxMessageSize = maxMessageSize
         self.heartbeatInterval = heartbeatInterval
         self.maxBufferedBytes = maxBufferedBytes
+        self.marketHours = marketHours
+        if not 0 <= stopOutLevel < 1e6:
+            raise ValueError(f"stopOutLevel must be a percentage from 0, got {stopOutLevel}")
+        self.stopOutLevel = stopOutLevel
         self.rng = random.Random(f"simulator:{seed}")
         self.market = Market(seed)
         for state in self.market.symbols.values():
@@ -160,6 +173,28 @@ class Simulator:
     def nowMs(self) -> int:
         """The clock's time in milliseconds (the Open API's timestamps)."""
         return int(self.clock.seconds() * 1000)
+
+    def marketOpen(self, symbolId: int) -> bool:
+        """Whether *symbolId*'s market is open now: always, unless
+        ``marketHours`` is on; then whether the clock (UTC) lies in one of
+        its schedule's intervals (seconds from Sunday 00:00)."""
+        if not self.marketHours:
+            return True
+        state = self.market.symbols.get(symbolId)
+        if state is None:
+            return False
+        t = time.gmtime(self.clock.seconds())
+        second = ((t.tm_wday + 1) % 7) * 86400 + t.tm_hour * 3600 + t.tm_min * 60 + t.tm_sec
+        return any(start <= second < end for start, end in state.spec["schedule"])
+
+    def setLiquidity(self, symbolId: int, levelVolume: int, levels: int = 5) -> None:
+        """What market orders of *symbolId* can take when its depth is not
+        subscribed: *levels* price levels of *levelVolume* (cents of a unit)
+        a side; more is cancelled, as an immediate-or-cancel order's rest."""
+        if levelVolume < 1 or not 1 <= levels <= 100:
+            raise ValueError(f"levelVolume must be positive and levels from 1 to 100, got {levelVolume}, {levels}")
+        state = self.market.symbols[symbolId]
+        state.levelVolume, state.levels = int(levelVolume), int(levels)
 
     def addApplication(self, clientId: str, clientSecret: str) -> None:
         """Accept another application's credentials."""

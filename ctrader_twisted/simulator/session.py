@@ -102,6 +102,8 @@ class Session:
     :ivar spots: account id to the symbol ids it receives spots for.
     :ivar trendbars: ``(accountId, symbolId, period)`` live bar subscriptions.
     :ivar depth: account id to the symbol ids it receives depth for.
+    :ivar pnl: account id to the last PnL change sent, for the accounts
+        subscribed to PnL changes.
     :ivar burst: the producer of a running :meth:`Simulator.burst
         <ctrader_twisted.simulator.Simulator.burst>` on this connection, or ``None``.
     :ivar received: frames received (heartbeats included).
@@ -123,6 +125,8 @@ class Session:
         self.spots: dict[int, set[int]] = {}
         self.trendbars: set[tuple[int, int, ProtoOATrendbarPeriod]] = set()
         self.depth: dict[int, set[int]] = {}
+        #: account id -> the last (gross, net) PnL sent to its PnL subscription
+        self.pnl: dict[int, tuple[int, int] | None] = {}
         self.burst: IPullProducer | None = None
         self.closed = False
         self.received = 0
@@ -391,6 +395,7 @@ class Session:
         self.accounts.pop(accountId, None)
         self.spots.pop(accountId, None)
         self.depth.pop(accountId, None)
+        self.pnl.pop(accountId, None)
         self.trendbars = {t for t in self.trendbars if t[0] != accountId}
         self._staleSpots = {k for k in self._staleSpots if k[0] != accountId}
         self._staleDepth = {k: v for k, v in self._staleDepth.items() if k[0] != accountId}

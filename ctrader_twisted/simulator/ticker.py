@@ -4,13 +4,15 @@
 A step (:meth:`Ticker.tick`) walks every symbol's price, rolls the live
 trend bars the connections subscribe to, refreshes the books of the symbols
 whose depth is subscribed, streams the changes to the subscribed
-connections (:func:`publish`), and lets every account with orders or
-positions react to the move (:func:`.execution.processTick`).
+connections (:func:`publish`), lets every account with orders or
+positions react to the move (:func:`.execution.processTick`), and sends the
+PnL subscriptions their changes (:func:`publishPnL`). A symbol whose market
+is closed (``marketHours``) stays still.
 
-One bad state never stops the market: publishing to each connection and
-processing each account are contained apart. A failure is logged with its
-traceback once (and its recovery once), the step goes on for everyone else,
-and the next step tries again.
+One bad state never stops the market: publishing to each connection,
+processing each account and the PnL of each connection are contained apart.
+A failure is logged with its traceback once (and its recovery once), the
+step goes on for everyone else, and the next step tries again.
 
 A connection whose client does not read is paused by its transport
 (:class:`~.session.Session` is its producer): its spot and depth events are
@@ -26,15 +28,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ..messages.OpenApiMessages_pb2 import ProtoOADepthEvent, ProtoOASpotEvent
+from ..messages.OpenApiMessages_pb2 import ProtoOADepthEvent, ProtoOASpotEvent, ProtoOAv1PnLChangeEvent
 from ..messages.OpenApiModelMessages_pb2 import ProtoOATrendbarPeriod
-from .execution import processTick
+from .execution import processTick, unrealizedTotals
 
 if TYPE_CHECKING:
     from .server import Simulator
     from .session import Session
 
-__all__ = ["Ticker", "publish", "publishCoalesced"]
+__all__ = ["Ticker", "publish", "publishCoalesced", "publishPnL"]
 
 _log = Logger()
 
@@ -119,6 +121,9 @@ class Ticker:
         newBooks: dict[int, list[int]] = {}
         for symbolId, state in market.symbols.items():
             bid, ask = state.bid, state.ask
+            if not sim.marketOpen(symbolId):
+                changed[symbolId] = (False, False)  # a closed market stays still
+                continue
             state.walk(market.rng)
             state.updateBars(minute, periods.get(symbolId, set()))
             changed[symbolId] = (state.bid != bid, state.ask != ask)
@@ -130,6 +135,33 @@ class Ticker:
         for account in list(sim.accounts.values()):
             if account.orders or account.positions:
                 self._contained.run(account, "order and position processing", processTick, sim, account)
+        publishPnL(sim, self._contained.run)
+
+
+def publishPnL(simulator: Simulator, run: Callable[..., None] | None = None) -> None:
+    """Send ``ProtoOAv1PnLChangeEvent`` to the PnL subscriptions whose
+    account's unrealized profit changed since the last one they got.
+
+    :param run: runs the PnL of one connection, as for :func:`publish`.
+    """
+    for session in list(simulator.sessions):
+        (run or _run)(session, "PnL changes", _publishPnLTo, simulator, session)
+
+
+def _publishPnLTo(simulator: Simulator, session: Session) -> None:
+    for accountId, last in list(session.pnl.items()):
+        account = simulator.accounts.get(accountId)
+        if account is None:
+            continue
+        totals = unrealizedTotals(simulator, account)
+        if totals == last:
+            continue
+        session.pnl[accountId] = totals
+        session.send(
+            ProtoOAv1PnLChangeEvent(
+                ctidTraderAccountId=accountId, grossUnrealizedPnL=totals[0], netUnrealizedPnL=totals[1], moneyDigits=2
+            )
+        )
 
 
 def _run(party: Any, what: str, function: Callable[..., None], *args: Any) -> None:

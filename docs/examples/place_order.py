@@ -1,4 +1,5 @@
-"""Place a market order and reconcile when its outcome is unknown.
+"""Place orders with the typed API; refusals are typed errors, and an order
+whose outcome a lost connection made unknown is reconciled, never sent twice.
 
 Runs against the bundled simulator::
 
@@ -7,37 +8,15 @@ Runs against the bundled simulator::
 
 from __future__ import annotations
 
-import uuid
+from decimal import Decimal
 from typing import Any
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
 from ctrader_twisted import Client
-from ctrader_twisted.errors import NotEnoughMoneyError, OutcomeUnknownError, RequestTimeout
-from ctrader_twisted.messages.OpenApiModelMessages_pb2 import ProtoOAExecutionType
-
-
-async def placeOrder(client: Client, account: int, symbolId: int, volume: int) -> Any:
-    """Send a market order; if the connection drops or the answer is late,
-    find out from the server whether it was executed (never send it twice blindly)."""
-    clientOrderId = uuid.uuid4().hex[:20]
-    try:
-        return await client.request("ProtoOANewOrderReq", ctidTraderAccountId=account, symbolId=symbolId,
-                                    orderType=1, tradeSide=1, volume=volume, clientOrderId=clientOrderId,
-                                    label=clientOrderId)
-    except (OutcomeUnknownError, RequestTimeout):
-        await client.whenReady()
-        state = await client.request("ProtoOAReconcileReq", ctidTraderAccountId=account)
-        for position in state.position:
-            if position.tradeData.label == clientOrderId:
-                print("the order was executed before the connection dropped")
-                return position
-        for order in state.order:
-            if order.clientOrderId == clientOrderId:
-                print("the order reached the server and is still working")
-                return order
-        raise
+from ctrader_twisted.errors import BadVolumeError, NotEnoughMoneyError, NotExecutedError
+from ctrader_twisted.trading import Side, Trader
 
 
 async def main(reactor: Any) -> None:
@@ -49,18 +28,30 @@ async def main(reactor: Any) -> None:
                     clientId=sim.clientId, clientSecret=sim.clientSecret)
     client.startService()
     try:
-        await client.whenReady()
-        account = sim.accountIds[0]
-        await client.authorizeAccount(account, sim.accessToken)
-        event = await placeOrder(client, account, symbolId=1, volume=100_000)  # 1,000.00 EUR
-        # The first execution event answers the request (ORDER_ACCEPTED); the
-        # fill follows as another event with the same clientMsgId.
-        print("execution:", ProtoOAExecutionType.Name(event.executionType), "order", event.order.orderId,
-              "position", event.position.positionId)
+        trader = Trader(client, sim.accountIds[0], sim.accessToken)
+        await trader.start()
+        fill = await trader.buy("EURUSD", lots=Decimal("0.01"))
+        print(f"filled: order {fill.orderId} position {fill.positionId}, {fill.units} units at {fill.price}")
+        eurusd = await trader.symbols.get("EURUSD")
+        order = await trader.limitOrder("EURUSD", Side.BUY, fill.price - 100 * eurusd.pipSize, lots=Decimal("0.02"))
+        print(f"pending: {order.type.name} {order.side.name} {order.lots} lot at {order.price}")
+        await trader.cancelOrder(order.id)
         try:
-            await placeOrder(client, account, symbolId=1, volume=10_000_000_000)
-        except NotEnoughMoneyError as e:
+            await trader.buy("EURUSD", lots=Decimal("0.015"))
+        except BadVolumeError as e:  # checked before sending; names the nearest valid volumes
+            print("refused:", e)
+        try:
+            await trader.buy("EURUSD", lots=Decimal("100"))
+        except NotEnoughMoneyError as e:  # the server's refusal, typed
             print("refused:", e.errorCode)
+        # The connection drops right after the order is written: the client
+        # reconnects, asks the server what became of the order, and says.
+        sim.faults.dropAfter(1)
+        try:
+            await trader.buy("EURUSD", lots=Decimal("0.01"))
+        except NotExecutedError:
+            print("not executed (and not sent again): safe to send again")
+        trader.stop()
     finally:
         await client.stopService()
         await sim.stop()

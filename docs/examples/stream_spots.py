@@ -1,4 +1,4 @@
-"""Stream a few spot prices: the managed session, a listener, a subscription.
+"""Stream a few spot prices with the typed API: a managed session, a trader, a stream.
 
 Run against the bundled simulator (no account, no network)::
 
@@ -16,10 +16,11 @@ import argparse
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 
 from ctrader_twisted import Client, EndPoints
+from ctrader_twisted.trading import Trader
 
 
 async def stream(reactor: Any, host: str | None, account: int | None, symbolName: str, count: int) -> None:
@@ -36,31 +37,23 @@ async def stream(reactor: Any, host: str | None, account: int | None, symbolName
         client = Client(host, EndPoints.PROTOBUF_PORT, reactor=reactor,
                         clientId=os.environ["CTRADER_CLIENT_ID"], clientSecret=os.environ["CTRADER_CLIENT_SECRET"])
         token = os.environ["CTRADER_ACCESS_TOKEN"]
+    assert account is not None, "--account is required with --host"
     client.startService()
     try:
-        await client.whenReady()
-        await client.authorizeAccount(account, token)
-        symbols = await client.request("ProtoOASymbolsListReq", ctidTraderAccountId=account)
-        symbolId = next(s.symbolId for s in symbols.symbol if s.symbolName == symbolName)
-        spec = (await client.request("ProtoOASymbolByIdReq", ctidTraderAccountId=account, symbolId=[symbolId])).symbol[0]
-
-        done: Deferred[None] = Deferred()
-        seen = [0]
-
-        def onSpot(spot: Any) -> None:
-            if spot.symbolId != symbolId:
-                return
-            bid = spot.bid / 100_000 if spot.HasField("bid") else None
-            ask = spot.ask / 100_000 if spot.HasField("ask") else None
-            print(f"{symbolName} bid={bid:.{spec.digits}f}" if bid else f"{symbolName} bid=-",
-                  f"ask={ask:.{spec.digits}f}" if ask else "ask=-")
-            seen[0] += 1
-            if seen[0] == count and not done.called:
-                done.callback(None)
-
-        client.addListener("ProtoOASpotEvent", onSpot)
-        await client.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=[symbolId])
-        await done
+        trader = Trader(client, account, token)
+        await trader.start()
+        # Subscribed on first use, unsubscribed when the block ends; prices
+        # are Decimals with the symbol's digits, both sides always present
+        # once known (the server sends only the side that changed).
+        async with trader.spots(symbolName) as spots:
+            seen = 0
+            async for spot in spots:
+                print(f"{spot.symbol} bid={spot.bid if spot.bid is not None else '-'} "
+                      f"ask={spot.ask if spot.ask is not None else '-'}")
+                seen += 1
+                if seen == count:
+                    break
+        trader.stop()
     finally:
         await client.stopService()
         if sim is not None:

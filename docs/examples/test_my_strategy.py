@@ -62,3 +62,19 @@ class StrategyTests(SynchronousTestCase):
                     orderType=ProtoOAOrderType.MARKET, tradeSide=ProtoOATradeSide.BUY, volume=10_000_000_000,
                 )
             )
+
+    def test_typedBracketOrder(self) -> None:
+        """The same with the typed API: a bracketed buy, checked on the account model."""
+        from decimal import Decimal
+
+        from ctrader_twisted.trading import Trader
+
+        trader = Trader(self.client, self.account)  # the account is authorized already
+        self.server.resultOf(trader.start())
+        fill = self.server.resultOf(trader.buy("EURUSD", lots=Decimal("0.01"), stopLossPips=20, takeProfitPips=20))
+        position = trader.account.position(fill.positionId)
+        assert position is not None and fill.price is not None
+        self.assertEqual(position.stopLoss, fill.price - Decimal("0.0020"))
+        self.server.advance(5)
+        self.assertIsNotNone(trader.account.equity)
+        trader.stop()

@@ -15,7 +15,11 @@ What the real server does, as far as the recorded sessions show it:
   ``NOT_ENOUGH_MONEY``, ``TRADING_BAD_STOPS``, ``TRADING_BAD_PRICES``,
   ``POSITION_NOT_FOUND``, ``ORDER_NOT_FOUND``, ``SYMBOL_NOT_FOUND``;
 * queries (reconcile, order details, deal and order lists, unrealized profit,
-  expected margin, cash flow) answer errors with ``ProtoOAErrorRes``.
+  expected margin, cash flow) answer errors with ``ProtoOAErrorRes``;
+* a closed market (``Simulator(marketHours=True)``) refuses new orders and
+  closes with ``MARKET_CLOSED``;
+* PnL-change subscriptions (``ProtoOAv1PnLChangeSubscribeReq``) and margin
+  call thresholds (list, update) are kept per connection and per account.
 
 Fills, money and the execution events are :mod:`..execution`'s.
 """
@@ -39,6 +43,11 @@ from ...messages.OpenApiMessages_pb2 import (
     ProtoOAExpectedMarginRes,
     ProtoOAGetPositionUnrealizedPnLReq,
     ProtoOAGetPositionUnrealizedPnLRes,
+    ProtoOAMarginCallListReq,
+    ProtoOAMarginCallListRes,
+    ProtoOAMarginCallUpdateEvent,
+    ProtoOAMarginCallUpdateReq,
+    ProtoOAMarginCallUpdateRes,
     ProtoOANewOrderReq,
     ProtoOAOrderDetailsReq,
     ProtoOAOrderDetailsRes,
@@ -48,12 +57,17 @@ from ...messages.OpenApiMessages_pb2 import (
     ProtoOAOrderListRes,
     ProtoOAReconcileReq,
     ProtoOAReconcileRes,
+    ProtoOAv1PnLChangeSubscribeReq,
+    ProtoOAv1PnLChangeSubscribeRes,
+    ProtoOAv1PnLChangeUnSubscribeReq,
+    ProtoOAv1PnLChangeUnSubscribeRes,
 )
 from ...messages.OpenApiModelMessages_pb2 import (
     ProtoOAChangeBalanceType,
     ProtoOADepositWithdraw,
     ProtoOAExecutionType,
     ProtoOAExpectedMargin,
+    ProtoOAMarginCall,
     ProtoOAOrderStatus,
     ProtoOAOrderType,
     ProtoOAPositionStatus,
@@ -70,6 +84,7 @@ from ..execution import (
     direction,
     execute,
     executionEvent,
+    fillMarket,
     freeMargin,
     marginFor,
     openingPrice,
@@ -92,6 +107,8 @@ HANDLERS = Registry()
 _MARKET = ProtoOAOrderType.MARKET
 _LIMIT = ProtoOAOrderType.LIMIT
 _STOP = ProtoOAOrderType.STOP
+_STOP_LIMIT = ProtoOAOrderType.STOP_LIMIT
+_STOPS = (_STOP, _STOP_LIMIT)
 _OPEN = ProtoOAPositionStatus.POSITION_STATUS_OPEN
 
 
@@ -128,19 +145,25 @@ def newOrder(session: Session, account: Account, req: ProtoOANewOrderReq, client
     if state is None:
         refuse("SYMBOL_NOT_FOUND", f"Symbol {req.symbolId} not found")
         return
+    if not sim.marketOpen(req.symbolId):
+        refuse("MARKET_CLOSED", f"The market of {state.spec['light']['symbolName']} is closed")
+        return
     problem = _volumeProblem(state.spec["spec"], req.volume)
     if problem:
         refuse("TRADING_BAD_VOLUME", problem)
         return
     orderType = req.orderType
-    if orderType in (ProtoOAOrderType.STOP_LIMIT, ProtoOAOrderType.STOP_LOSS_TAKE_PROFIT):
+    if orderType == ProtoOAOrderType.STOP_LOSS_TAKE_PROFIT:
         refuse("TRADING_BAD_PRICES", "this order type is not simulated")
         return
     if orderType == _LIMIT and not req.limitPrice > 0:
         refuse("TRADING_BAD_PRICES", "a limit order needs a positive limitPrice")
         return
-    if orderType == _STOP and not req.stopPrice > 0:
+    if orderType in _STOPS and not req.stopPrice > 0:
         refuse("TRADING_BAD_PRICES", "a stop order needs a positive stopPrice")
+        return
+    if orderType == _STOP_LIMIT and req.slippageInPoints < 0:
+        refuse("TRADING_BAD_PRICES", "a stop-limit order's slippageInPoints must not be negative")
         return
     position: Position | None = None
     closing = False
@@ -157,8 +180,8 @@ def newOrder(session: Session, account: Account, req: ProtoOANewOrderReq, client
             refuse("TRADING_BAD_VOLUME", f"Volume {req.volume} exceeds the position's {position.volume}", req.positionId)
             return
     now = sim.nowMs()
-    pending = orderType in (_LIMIT, _STOP)
-    reference = req.limitPrice if orderType == _LIMIT else req.stopPrice if orderType == _STOP else openingPrice(state, req.tradeSide)
+    pending = orderType in (_LIMIT, _STOP, _STOP_LIMIT)
+    reference = req.limitPrice if orderType == _LIMIT else req.stopPrice if orderType in _STOPS else openingPrice(state, req.tradeSide)
     stopLoss = req.stopLoss if req.HasField("stopLoss") else None
     takeProfit = req.takeProfit if req.HasField("takeProfit") else None
     if _badStops(req.tradeSide, reference, stopLoss, takeProfit):
@@ -183,7 +206,7 @@ def newOrder(session: Session, account: Account, req: ProtoOANewOrderReq, client
         positionId=0,
         timeInForce=timeInForce,
         limitPrice=req.limitPrice if orderType == _LIMIT else None,
-        stopPrice=req.stopPrice if orderType == _STOP else None,
+        stopPrice=req.stopPrice if orderType in _STOPS else None,
         stopLoss=stopLoss,
         takeProfit=takeProfit,
         relativeStopLoss=req.relativeStopLoss if req.HasField("relativeStopLoss") else None,
@@ -196,6 +219,7 @@ def newOrder(session: Session, account: Account, req: ProtoOANewOrderReq, client
         comment=req.comment,
         closingOrder=closing,
         lastUpdate=now,
+        trailingStopLoss=req.trailingStopLoss,
     )
     if position is None:
         position = Position(
@@ -214,8 +238,12 @@ def newOrder(session: Session, account: Account, req: ProtoOANewOrderReq, client
     order.positionId = position.positionId
     account.orders[order.orderId] = order
     executionEvent(sim, account, ProtoOAExecutionType.ORDER_ACCEPTED, session, clientMsgId, order, position)
-    if not pending:
+    if pending:
+        return
+    if closing:  # closing orders fill in full at the best price
         execute(sim, account, order, position, openingPrice(state, req.tradeSide), session, clientMsgId)
+    else:
+        fillMarket(sim, account, order, position, session, clientMsgId)
 
 
 def _openPosition(session: Session, account: Account, positionId: int, clientMsgId: str | None) -> Position | None:
@@ -244,6 +272,12 @@ def closePosition(session: Session, account: Account, req: ProtoOAClosePositionR
     accountId = account.ctidTraderAccountId
     state = sim.market.symbols[position.symbolId]
     spec = state.spec["spec"]
+    if not sim.marketOpen(position.symbolId):
+        session.orderError(
+            "MARKET_CLOSED", f"The market of {state.spec['light']['symbolName']} is closed", clientMsgId, accountId,
+            positionId=position.positionId,
+        )
+        return
     if req.volume > position.volume or req.volume % spec["stepVolume"] or req.volume < spec["minVolume"] and req.volume != position.volume:
         session.orderError(
             "TRADING_BAD_VOLUME",
@@ -283,6 +317,9 @@ def amendPositionSLTP(
     position.takeProfit = takeProfit
     if req.HasField("trailingStopLoss"):
         position.trailingStopLoss = req.trailingStopLoss
+    position.trailingDistance = (
+        abs(closingPrice(state, position.tradeSide) - stopLoss) if position.trailingStopLoss and stopLoss is not None else None
+    )
     position.lastUpdate = sim.nowMs()
     executionEvent(sim, account, ProtoOAExecutionType.ORDER_REPLACED, session, clientMsgId, position=position)
 
@@ -321,7 +358,7 @@ def amendOrder(session: Session, account: Account, req: ProtoOAAmendOrderReq, cl
             return
     limitPrice = req.limitPrice if req.HasField("limitPrice") else order.limitPrice
     stopPrice = req.stopPrice if req.HasField("stopPrice") else order.stopPrice
-    if (order.orderType == _LIMIT and not (limitPrice or 0) > 0) or (order.orderType == _STOP and not (stopPrice or 0) > 0):
+    if (order.orderType == _LIMIT and not (limitPrice or 0) > 0) or (order.orderType in _STOPS and not (stopPrice or 0) > 0):
         session.orderError("TRADING_BAD_PRICES", "the order price must be positive", clientMsgId, accountId, orderId=order.orderId)
         return
     stopLoss = req.stopLoss if req.HasField("stopLoss") else order.stopLoss
@@ -333,8 +370,10 @@ def amendOrder(session: Session, account: Account, req: ProtoOAAmendOrderReq, cl
         return
     if req.HasField("volume"):
         order.volume = req.volume
+    if req.HasField("trailingStopLoss"):
+        order.trailingStopLoss = req.trailingStopLoss
     order.limitPrice = limitPrice if order.orderType == _LIMIT else None
-    order.stopPrice = stopPrice if order.orderType == _STOP else None
+    order.stopPrice = stopPrice if order.orderType in _STOPS else None
     order.stopLoss, order.takeProfit = stopLoss, takeProfit
     for name in ("relativeStopLoss", "relativeTakeProfit", "expirationTimestamp", "slippageInPoints"):
         if req.HasField(name):
@@ -543,4 +582,68 @@ def cashFlow(session: Session, account: Account, req: ProtoOACashFlowHistoryList
     session.send(
         ProtoOACashFlowHistoryListRes(ctidTraderAccountId=account.ctidTraderAccountId, depositWithdraw=items),
         clientMsgId,
+    )
+
+
+# --- PnL changes and margin calls --------------------------------------------------------------
+
+
+@HANDLERS.handler(ProtoOAv1PnLChangeSubscribeReq, account=True)
+def subscribePnL(session: Session, account: Account, req: ProtoOAv1PnLChangeSubscribeReq, clientMsgId: str | None) -> None:
+    """Send ``ProtoOAv1PnLChangeEvent`` on every market step that changes the
+    account's unrealized profit (the first one at the next step)."""
+    accountId = account.ctidTraderAccountId
+    if accountId in session.pnl:
+        session.oaError("ALREADY_SUBSCRIBED", "Already subscribed to PnL changes", clientMsgId, accountId)
+        return
+    session.pnl[accountId] = None
+    session.send(ProtoOAv1PnLChangeSubscribeRes(ctidTraderAccountId=accountId), clientMsgId)
+
+
+@HANDLERS.handler(ProtoOAv1PnLChangeUnSubscribeReq, account=True)
+def unsubscribePnL(
+    session: Session, account: Account, req: ProtoOAv1PnLChangeUnSubscribeReq, clientMsgId: str | None
+) -> None:
+    """Stop the PnL changes."""
+    accountId = account.ctidTraderAccountId
+    if accountId not in session.pnl:
+        session.oaError("INVALID_REQUEST", "Not subscribed to PnL changes", clientMsgId, accountId)
+        return
+    del session.pnl[accountId]
+    session.send(ProtoOAv1PnLChangeUnSubscribeRes(ctidTraderAccountId=accountId), clientMsgId)
+
+
+def _marginCall(kind: int, threshold: float, now: int | None = None) -> ProtoOAMarginCall:
+    call = ProtoOAMarginCall(marginCallType=kind, marginLevelThreshold=threshold)  # type: ignore[arg-type]
+    if now is not None:
+        call.utcLastUpdateTimestamp = now
+    return call
+
+
+@HANDLERS.handler(ProtoOAMarginCallListReq, account=True)
+def marginCallList(session: Session, account: Account, req: ProtoOAMarginCallListReq, clientMsgId: str | None) -> None:
+    """The account's three margin call thresholds."""
+    calls = [_marginCall(kind, threshold) for kind, threshold in sorted(account.marginCalls.items())]
+    session.send(ProtoOAMarginCallListRes(marginCall=calls), clientMsgId)
+
+
+@HANDLERS.handler(ProtoOAMarginCallUpdateReq, account=True)
+def marginCallUpdate(session: Session, account: Account, req: ProtoOAMarginCallUpdateReq, clientMsgId: str | None) -> None:
+    """Change one threshold; every connection of the account gets
+    ``ProtoOAMarginCallUpdateEvent``."""
+    call = req.marginCall
+    threshold = call.marginLevelThreshold
+    if call.marginCallType not in account.marginCalls or not 0 < threshold < 1e6:
+        session.oaError("INVALID_REQUEST", "unknown margin call type or threshold out of range", clientMsgId,
+                        account.ctidTraderAccountId)
+        return
+    account.marginCalls[call.marginCallType] = threshold
+    account.marginCallsTriggered.pop(call.marginCallType, None)
+    session.send(ProtoOAMarginCallUpdateRes(), clientMsgId)
+    session.simulator.accountEvent(
+        account.ctidTraderAccountId,
+        ProtoOAMarginCallUpdateEvent(
+            ctidTraderAccountId=account.ctidTraderAccountId,
+            marginCall=_marginCall(call.marginCallType, threshold, session.simulator.nowMs()),
+        ),
     )
