@@ -46,4 +46,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(datetime|decimal|pathlib|collections|typing|asyncio|argparse|io|enum)\..*"),
     (r"py:.*", r"(Decimal|Path|TextIO|Sequence|Iterable|Iterator|Mapping|Callable|Awaitable|AsyncIterator|NamedTuple|TypeVar|Protocol)"),
     (r"py:class", r"(_[A-Za-z0-9_]+|.*\._[A-Za-z0-9_]+)"),
+    # zope interfaces in annotations render as their repr.
+    (r"py:class", r"<InterfaceClass .*"),
+    # The generated protobuf modules are not documented page by page (see messages).
+    (r"py:.*", r"ctrader_twisted\.messages\..*"),
 ]
