@@ -8,19 +8,32 @@
 * :func:`coreInProcess`: the same bytes through ``TcpProtocol`` *and* the real
   request core (:class:`~ctrader_twisted.factory.Factory`: correlation check,
   message callbacks, listener dispatch), still without a reactor or TLS.
+* :func:`webSocketCoreInProcess`: the same messages as binary WebSocket
+  frames, through our ``WebSocketProtocol`` (Autobahn parses the frames) and
+  the request core, in process.
 * :func:`rawProtobuf`: frames already split; only the two ``FromString``
   calls and the callback (the protobuf backend's own ceiling, for context).
 * :func:`reassembly`: one large frame fed in small reads to our
   ``TcpProtocol`` and to Twisted's stock ``Int32StringReceiver``
   (Twisted #6358: quadratic), framing only.
+
+:mod:`bench.run` runs each in a fresh process, alternated with the client
+runs: ``python -m bench.ceiling parse|core|wscore|raw COUNT`` or
+``python -m bench.ceiling reassembly SIZE CHUNK`` prints ``RESULT {json}``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any
 
-from bench.server import spotMessages
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench.server import spotMessages  # noqa: E402
 
 READ = 16 * 1024
 
@@ -90,6 +103,51 @@ def coreInProcess(count: int) -> dict[str, float]:
     return _feed(proto, reads, seen, count)
 
 
+def webSocketStream(count: int) -> bytes:
+    """``count`` spot messages as the binary WebSocket frames a server sends
+    (unmasked, one frame per message), as one byte string."""
+    spots = spotMessages()
+    out = []
+    for i in range(count):
+        m = spots[i % len(spots)]
+        size = len(m)
+        if size < 126:
+            head = bytes((0x82, size))
+        elif size < 65536:
+            head = bytes((0x82, 126)) + size.to_bytes(2, "big")
+        else:
+            head = bytes((0x82, 127)) + size.to_bytes(8, "big")
+        out.append(head + m)
+    return b"".join(out)
+
+
+def webSocketCoreInProcess(count: int) -> dict[str, float]:
+    """Events/s through our ``WebSocketProtocol`` (Autobahn's frame parser)
+    and the real ``Factory`` dispatch, no reactor, no TLS."""
+    import txaio
+
+    txaio.use_twisted()
+    from twisted.internet.task import Clock
+
+    from ctrader_twisted.factory import Factory
+    from ctrader_twisted.testing import ScriptedWebSocketServer, connectInMemory
+    from ctrader_twisted.websocket import WebSocketProtocol
+
+    reads = _reads(webSocketStream(count), READ)
+    seen = [0, 0]
+
+    def listener(event: Any) -> None:
+        seen[1] += event.ask - event.bid
+        seen[0] += 1
+
+    clock = Clock()
+    factory = Factory(WebSocketProtocol, clock, heartbeatInterval=None, silenceTimeout=None, useTLS=False)
+    factory.addListener("ProtoOASpotEvent", listener)
+    proto, _, _ = connectInMemory(factory, clock, ScriptedWebSocketServer())
+    assert factory.connection is proto, "the WebSocket did not open"
+    return _feed(proto, reads, seen, count)
+
+
 def rawProtobuf(count: int) -> dict[str, float]:
     """Events/s of the two protobuf decodes and the callback only."""
     from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
@@ -137,3 +195,21 @@ def reassembly(size: int, chunk: int) -> dict[str, float]:
         out[name] = (time.perf_counter() - start) * 1e3
         assert got.pop() == size
     return out
+
+
+def main(argv: list[str]) -> None:
+    from bench.common import emit
+
+    name, args = argv[0], [int(a) for a in argv[1:]]
+    functions = {
+        "parse": parsingCeiling,
+        "core": coreInProcess,
+        "wscore": webSocketCoreInProcess,
+        "raw": rawProtobuf,
+        "reassembly": reassembly,
+    }
+    emit(functions[name](*args))  # type: ignore[operator]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
