@@ -11,6 +11,9 @@
 * :func:`webSocketCoreInProcess`: the same messages as binary WebSocket
   frames, through our ``WebSocketProtocol`` (Autobahn parses the frames) and
   the request core, in process.
+* :func:`requestsInProcess`: requests through the real request core with
+  100 in flight, answered from memory (the requests path without TLS, reactor
+  or server).
 * :func:`rawProtobuf`: frames already split; only the two ``FromString``
   calls and the callback (the protobuf backend's own ceiling, for context).
 * :func:`reassembly`: one large frame fed in small reads to our
@@ -18,7 +21,7 @@
   (Twisted #6358: quadratic), framing only.
 
 :mod:`bench.run` runs each in a fresh process, alternated with the client
-runs: ``python -m bench.ceiling parse|core|wscore|raw COUNT`` or
+runs: ``python -m bench.ceiling parse|core|wscore|requests|raw COUNT`` or
 ``python -m bench.ceiling reassembly SIZE CHUNK`` prints ``RESULT {json}``.
 """
 
@@ -34,6 +37,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench.server import spotMessages  # noqa: E402
+from ctrader_twisted.framing import frame  # noqa: E402
 
 READ = 16 * 1024
 
@@ -148,6 +152,52 @@ def webSocketCoreInProcess(count: int) -> dict[str, float]:
     return _feed(proto, reads, seen, count)
 
 
+def requestsInProcess(count: int, window: int = 100, batch: int = 10) -> dict[str, float]:
+    """Requests/s of the request core in process: ``Factory.request`` of a
+    ``ProtoOAVersionReq`` written to a memory transport, with *window* in
+    flight; the answers (serialized beforehand, so that no server work is
+    timed) arrive *batch* to a read. No reactor, no TLS."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from ctrader_twisted.factory import Factory
+    from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
+    from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAVersionRes
+
+    answer = ProtoOAVersionRes(version="91").SerializeToString()
+    reads = []
+    for first in range(1, count + 1, batch):
+        reads.append(b"".join(
+            frame(ProtoMessage(payloadType=2105, payload=answer, clientMsgId=f"ct{i}").SerializeToString())
+            for i in range(first, min(first + batch, count + 1))
+        ))
+    factory = Factory(clock=Clock(), heartbeatInterval=None, silenceTimeout=None, requestsPerSecond=None,
+                      historicalRequestsPerSecond=None, responseTimeout=60, maxQueuedRequests=10**6)
+    proto = factory.buildProtocol(None)
+    proto.transport = StringTransport()
+    factory.connectionReady(proto)
+    state = [0, 0]  # sent, answered
+
+    def send() -> None:
+        state[0] += 1
+        factory.request("ProtoOAVersionReq").addCallback(answered)
+
+    def answered(_: Any) -> None:
+        state[1] += 1
+        if state[0] < count:
+            send()
+
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(min(window, count)):
+        send()
+    for data in reads:
+        proto.dataReceived(data)
+        proto.transport.clear()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert state == [count, count], state
+    return {"requests_per_s": count / wall, "cpu_us_per_request": cpu / count * 1e6}
+
+
 def rawProtobuf(count: int) -> dict[str, float]:
     """Events/s of the two protobuf decodes and the callback only."""
     from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
@@ -205,6 +255,7 @@ def main(argv: list[str]) -> None:
         "parse": parsingCeiling,
         "core": coreInProcess,
         "wscore": webSocketCoreInProcess,
+        "requests": requestsInProcess,
         "raw": rawProtobuf,
         "reassembly": reassembly,
     }

@@ -176,7 +176,6 @@ class Dispatcher:
         newRoute = self._route
         general = self._general
         listenersByType = self._listeners
-        log = self._log
         for data in frames:
             if link.lost:
                 return
@@ -205,7 +204,7 @@ class Dispatcher:
             try:
                 event = decode(payload)
             except DecodeError as e:
-                log.warn(
+                self._log.warn(
                     "Could not decode {name} for its listeners: {error}",
                     name=Protobuf.name(payloadType),
                     error=str(e),
@@ -215,17 +214,18 @@ class Dispatcher:
                 try:
                     listener(event)
                 except Exception:
-                    log.failure("Exception in user callback {callback!r}", callback=listener)
+                    self._log.failure("Exception in user callback {callback!r}", callback=listener)
 
     def _general(self, transport: Any, data: bytes) -> ProtoMessage | None:
         """The general path of one frame: decode its envelope, answer its
         request, call the message callbacks. Returns the envelope, or
         ``None`` for a frame that is skipped (logged)."""
-        log = self._log
+        # self._log is a descriptor making a new Logger on every access: it is
+        # read only where something is logged.
         try:
             message = _decodeEnvelope(data)
         except DecodeError as e:
-            log.warn(
+            self._log.warn(
                 "Skipped a {length}-byte frame that is not a ProtoMessage: {error}",
                 length=len(data),
                 error=str(e),
@@ -233,7 +233,7 @@ class Dispatcher:
             return None
         payloadType = message.payloadType
         if not payloadType:  # missing (0 is no payload type)
-            log.warn("Skipped a {length}-byte frame without a payloadType", length=len(data))
+            self._log.warn("Skipped a {length}-byte frame without a payloadType", length=len(data))
             return None
         msgId = message.clientMsgId
         if msgId:
@@ -241,7 +241,7 @@ class Dispatcher:
             if request is not None and request.connection is transport and not request.done:
                 self._correlator.answer(request, message)
             elif request is None and payloadType != _HEARTBEAT:
-                log.debug(
+                self._log.debug(
                     "{name} for clientMsgId {clientMsgId} matches no pending request",
                     name=Protobuf.name(payloadType),
                     clientMsgId=msgId,
@@ -250,5 +250,5 @@ class Dispatcher:
             try:
                 callback(message)
             except Exception:
-                log.failure("Exception in user callback {callback!r}", callback=callback)
+                self._log.failure("Exception in user callback {callback!r}", callback=callback)
         return message
