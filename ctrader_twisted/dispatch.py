@@ -69,6 +69,10 @@ _PLAIN_HEADERS = {
 _Route = tuple[int, int, Any, "list[Listener] | None"]
 _GENERAL: _Route = (-1, 0, None, None)
 _LONG = -2
+#: From this size on a payload is decoded through a memoryview of its frame
+#: rather than a copy (upb reads a buffer without keeping it): a 14 MiB
+#: response is not copied (and its pages faulted in) once more for nothing.
+_VIEW_FROM = 1 << 16
 
 
 def _payloadStart(data: bytes, size: int) -> int:
@@ -86,6 +90,16 @@ def _payloadStart(data: bytes, size: int) -> int:
             return index + 1 if index + 1 + length == size else 0
         shift += 7
     return 0
+
+
+def _largePlainStart(data: bytes) -> int:
+    """Where the payload of *data* begins if it is a frame of :data:`_VIEW_FROM`
+    bytes or more shaped like a plain event (its payload then equals the
+    envelope's); 0 otherwise."""
+    size = len(data)
+    if size < _VIEW_FROM or data[:4] not in _PLAIN_HEADERS:
+        return 0
+    return _payloadStart(data, size)
 
 
 class _Link(TypingProtocol):
@@ -190,7 +204,7 @@ class Dispatcher:
                 if start:  # a plain event with a payload of 128 bytes or more
                     if not listeners:
                         continue
-                    payload = data[start:]
+                    payload = data[start:] if len(data) < _VIEW_FROM else memoryview(data)[start:]
                 else:
                     message = general(link.transport, data)
                     if message is None:
@@ -200,7 +214,8 @@ class Dispatcher:
                     if not listeners:
                         continue
                     decode = _DECODERS[payloadType]
-                    payload = message.payload
+                    start = _largePlainStart(data)
+                    payload = memoryview(data)[start:] if start else message.payload
             try:
                 event = decode(payload)
             except DecodeError as e:

@@ -71,6 +71,7 @@ PAYLOADS: dict[int, list[bytes]] = {
 
 PLAIN_SPOT = ProtoMessage(payloadType=SPOT, payload=PAYLOADS[SPOT][0]).SerializeToString()
 PLAIN_DEPTH = ProtoMessage(payloadType=DEPTH, payload=PAYLOADS[DEPTH][0]).SerializeToString()
+BIG_DEPTH = ProtoMessage(payloadType=DEPTH, payload=_depth(6000)).SerializeToString()
 
 
 def varint(value: int, padding: int = 0) -> bytes:
@@ -286,6 +287,8 @@ class DispatcherFastPathTests(FastPathTestCase):
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     # A listener added in the middle of a read, for a type already seen in it.
     @example([PLAIN_DEPTH, PLAIN_SPOT, PLAIN_DEPTH], [], [SPOT], {0: "addListener"})
+    # Payloads of 64 KiB and more are decoded from a view of the frame, on both paths.
+    @example([BIG_DEPTH, PLAIN_SPOT, BIG_DEPTH[:-1], BIG_DEPTH], [2], [DEPTH, SPOT], {1: "addCallback"})
     # A 133-byte frame whose length varint starts with 0x80 (and is one byte short).
     @example([b"\x08\xd3\x10\x12\x80\x01" + bytes(127)], [], [SPOT], {})
     @given(
