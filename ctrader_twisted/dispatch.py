@@ -190,6 +190,7 @@ class Dispatcher:
         newRoute = self._route
         general = self._general
         listenersByType = self._listeners
+        payload: bytes | memoryview
         for data in frames:
             if link.lost:
                 return
