@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--rate", type=int, default=5, help="numberOfMessagesToSendPerSecond")
     p.add_argument("--sizes", default="1048576")
-    p.add_argument("--chunk", type=int, default=4096)
+    p.add_argument("--chunk", type=int, default=65536)
     p.add_argument("--repeat", type=int, default=1)
     return p
 
