@@ -4,13 +4,16 @@ Every figure is measured over loopback against the project's simulator
 (:mod:`bench.server` runs it in a child process), each client run in a fresh process of
 its own (:mod:`bench.client_ours`; :mod:`bench.official_client` in the
 official SDK's virtual environment), so that client CPU time and resident
-memory are the client's alone. In-process ceilings come from
-:mod:`bench.ceiling`. Each figure is run ``--rounds`` times; the table shows
-the median and the spread (min..max), the JSON file under ``bench/results/``
-keeps every run and the versions of everything involved.
+memory are the client's alone; the server's CPU over each measurement is
+reported beside the client's. In-process ceilings come from
+:mod:`bench.ceiling`, each in a fresh process too. The rounds alternate: each
+round runs every figure once (A B A B ...), ``--rounds`` rounds; the table
+shows the median and the spread (min..max), the JSON file under
+``bench/results/`` keeps every run and the versions of everything involved.
 
-Benchmarks never assert timings. ``--quick`` runs tiny counts (the smoke test
-uses it to keep this code working).
+Benchmarks never assert timings. ``--quick`` is a short run of every figure
+(under a minute); ``--smoke`` runs tiny counts (the CI smoke test uses it to
+keep this code working).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class QuickBenchTests(TestCase):
-    def test_quickRunReportsEveryFigure(self) -> None:
-        """``python -m bench --quick`` prints the table and writes every figure to JSON."""
+    def test_smokeRunReportsEveryFigure(self) -> None:
+        """``python -m bench --smoke`` prints the table and writes every figure to JSON."""
         output = os.path.abspath(self.mktemp())  # under _trial_temp, not in the repository
         # No bytecode caches written into bench/ either.
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
