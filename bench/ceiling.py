@@ -8,19 +8,36 @@
 * :func:`coreInProcess`: the same bytes through ``TcpProtocol`` *and* the real
   request core (:class:`~ctrader_twisted.factory.Factory`: correlation check,
   message callbacks, listener dispatch), still without a reactor or TLS.
+* :func:`webSocketCoreInProcess`: the same messages as binary WebSocket
+  frames, through our ``WebSocketProtocol`` (Autobahn parses the frames) and
+  the request core, in process.
+* :func:`requestsInProcess`: requests through the real request core with
+  100 in flight, answered from memory (the requests path without TLS, reactor
+  or server).
 * :func:`rawProtobuf`: frames already split; only the two ``FromString``
   calls and the callback (the protobuf backend's own ceiling, for context).
 * :func:`reassembly`: one large frame fed in small reads to our
   ``TcpProtocol`` and to Twisted's stock ``Int32StringReceiver``
   (Twisted #6358: quadratic), framing only.
+
+:mod:`bench.run` runs each in a fresh process, alternated with the client
+runs: ``python -m bench.ceiling parse|core|wscore|requests|raw COUNT`` or
+``python -m bench.ceiling reassembly SIZE CHUNK`` prints ``RESULT {json}``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any
 
-from bench.server import spotMessages
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench.server import spotMessages  # noqa: E402
+from ctrader_twisted.framing import frame  # noqa: E402
 
 READ = 16 * 1024
 
@@ -90,6 +107,97 @@ def coreInProcess(count: int) -> dict[str, float]:
     return _feed(proto, reads, seen, count)
 
 
+def webSocketStream(count: int) -> bytes:
+    """``count`` spot messages as the binary WebSocket frames a server sends
+    (unmasked, one frame per message), as one byte string."""
+    spots = spotMessages()
+    out = []
+    for i in range(count):
+        m = spots[i % len(spots)]
+        size = len(m)
+        if size < 126:
+            head = bytes((0x82, size))
+        elif size < 65536:
+            head = bytes((0x82, 126)) + size.to_bytes(2, "big")
+        else:
+            head = bytes((0x82, 127)) + size.to_bytes(8, "big")
+        out.append(head + m)
+    return b"".join(out)
+
+
+def webSocketCoreInProcess(count: int) -> dict[str, float]:
+    """Events/s through our ``WebSocketProtocol`` (Autobahn's frame parser)
+    and the real ``Factory`` dispatch, no reactor, no TLS."""
+    import txaio
+
+    txaio.use_twisted()
+    from twisted.internet.task import Clock
+
+    from ctrader_twisted.factory import Factory
+    from ctrader_twisted.testing import ScriptedWebSocketServer, connectInMemory
+    from ctrader_twisted.websocket import WebSocketProtocol
+
+    reads = _reads(webSocketStream(count), READ)
+    seen = [0, 0]
+
+    def listener(event: Any) -> None:
+        seen[1] += event.ask - event.bid
+        seen[0] += 1
+
+    clock = Clock()
+    factory = Factory(WebSocketProtocol, clock, heartbeatInterval=None, silenceTimeout=None, useTLS=False)
+    factory.addListener("ProtoOASpotEvent", listener)
+    proto, _, _ = connectInMemory(factory, clock, ScriptedWebSocketServer())
+    assert factory.connection is proto, "the WebSocket did not open"
+    return _feed(proto, reads, seen, count)
+
+
+def requestsInProcess(count: int, window: int = 100, batch: int = 10) -> dict[str, float]:
+    """Requests/s of the request core in process: ``Factory.request`` of a
+    ``ProtoOAVersionReq`` written to a memory transport, with *window* in
+    flight; the answers (serialized beforehand, so that no server work is
+    timed) arrive *batch* to a read. No reactor, no TLS."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from ctrader_twisted.factory import Factory
+    from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
+    from ctrader_twisted.messages.OpenApiMessages_pb2 import ProtoOAVersionRes
+
+    answer = ProtoOAVersionRes(version="91").SerializeToString()
+    reads = []
+    for first in range(1, count + 1, batch):
+        reads.append(b"".join(
+            frame(ProtoMessage(payloadType=2105, payload=answer, clientMsgId=f"ct{i}").SerializeToString())
+            for i in range(first, min(first + batch, count + 1))
+        ))
+    factory = Factory(clock=Clock(), heartbeatInterval=None, silenceTimeout=None, requestsPerSecond=None,
+                      historicalRequestsPerSecond=None, responseTimeout=60, maxQueuedRequests=10**6)
+    proto = factory.buildProtocol(None)
+    proto.transport = StringTransport()
+    factory.connectionReady(proto)
+    state = [0, 0]  # sent, answered
+
+    def send() -> None:
+        state[0] += 1
+        factory.request("ProtoOAVersionReq").addCallback(answered)
+
+    def answered(_: Any) -> None:
+        state[1] += 1
+        if state[0] < count:
+            send()
+
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(min(window, count)):
+        send()
+    for data in reads:
+        proto.dataReceived(data)
+        proto.transport.clear()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert state == [count, count], state
+    return {"requests_per_s": count / wall, "cpu_us_per_request": cpu / count * 1e6}
+
+
 def rawProtobuf(count: int) -> dict[str, float]:
     """Events/s of the two protobuf decodes and the callback only."""
     from ctrader_twisted.messages.OpenApiCommonMessages_pb2 import ProtoMessage
@@ -137,3 +245,22 @@ def reassembly(size: int, chunk: int) -> dict[str, float]:
         out[name] = (time.perf_counter() - start) * 1e3
         assert got.pop() == size
     return out
+
+
+def main(argv: list[str]) -> None:
+    from bench.common import emit
+
+    name, args = argv[0], [int(a) for a in argv[1:]]
+    functions = {
+        "parse": parsingCeiling,
+        "core": coreInProcess,
+        "wscore": webSocketCoreInProcess,
+        "requests": requestsInProcess,
+        "raw": rawProtobuf,
+        "reassembly": reassembly,
+    }
+    emit(functions[name](*args))  # type: ignore[operator]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

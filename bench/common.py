@@ -57,6 +57,34 @@ def cpuSeconds() -> float:
     return time.process_time()
 
 
+def serverCpu(control: Any) -> Any:
+    """A Deferred firing with the bench server's CPU seconds so far (its ``cpu`` command)."""
+
+    def parse(line: str) -> float:
+        if not line.startswith("ok "):
+            raise RuntimeError(f"cpu: the bench server answered {line!r}")
+        return float(line.split()[1])
+
+    return control.command("cpu").addCallback(parse)
+
+
+class Window:
+    """Wall time, this process's CPU time and the bench server's CPU time over
+    one measurement: ``await window.start()``, the work, ``await window.stop()``."""
+
+    def __init__(self, control: Any) -> None:
+        self.control = control
+        self.wall = self.cpu = self.serverCpu = 0.0
+
+    async def start(self) -> None:
+        self.serverCpu = await serverCpu(self.control)
+        self.wall, self.cpu = time.perf_counter(), cpuSeconds()
+
+    async def stop(self) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, cpuSeconds() - self.cpu
+        self.serverCpu = await serverCpu(self.control) - self.serverCpu
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of *values* (``fraction`` in 0..1)."""
     ordered = sorted(values)

@@ -35,7 +35,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench.common import (  # noqa: E402
-    SPOT_EVENT, connectControl, cpuSeconds, emit, latencySummary, loadCredentials, peakRssBytes, settledRss,
+    SPOT_EVENT, Window, connectControl, cpuSeconds, emit, latencySummary, loadCredentials, peakRssBytes, settledRss,
 )
 
 #: The symbol the simulator streams in burst mode (EURUSD).
@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--rate", type=int, default=5, help="numberOfMessagesToSendPerSecond")
     p.add_argument("--sizes", default="1048576")
-    p.add_argument("--chunk", type=int, default=4096)
+    p.add_argument("--chunk", type=int, default=65536)
     p.add_argument("--repeat", type=int, default=1)
     return p
 
@@ -141,15 +141,17 @@ class Bench:
         args = self.args
         await burst(args.warmup)
         rssBefore = settledRss()
-        wall, cpu = time.perf_counter(), cpuSeconds()
+        window = Window(self.control)
+        await window.start()
         await burst(args.count)
-        wall, cpu = time.perf_counter() - wall, cpuSeconds() - cpu
+        await window.stop()
         rssAfter = settledRss()
         return {
             "events": args.count,
-            "events_per_s": args.count / wall,
-            "cpu_s_per_million": cpu / args.count * 1e6,
-            "wall_s": wall,
+            "events_per_s": args.count / window.wall,
+            "cpu_s_per_million": window.cpu / args.count * 1e6,
+            "server_cpu_s_per_million": window.serverCpu / args.count * 1e6,
+            "wall_s": window.wall,
             "rss_before_mib": rssBefore / 2**20,
             "rss_after_mib": rssAfter / 2**20,
             "rss_growth_mib": (rssAfter - rssBefore) / 2**20,
@@ -196,16 +198,18 @@ class Bench:
         samples = array("d", bytes(8 * args.count))
         await self.windowed(args.warmup, args.window, None)
         rssBefore = settledRss()
-        wall, cpu = time.perf_counter(), cpuSeconds()
+        window = Window(self.control)
+        await window.start()
         await self.windowed(args.count, args.window, samples)
-        wall, cpu = time.perf_counter() - wall, cpuSeconds() - cpu
+        await window.stop()
         rssAfter = settledRss()
         result: dict[str, Any] = latencySummary(samples)
         result.update(
             window=args.window,
             rate=args.rate,
-            requests_per_s=args.count / wall,
-            cpu_us_per_request=cpu / args.count * 1e6,
+            requests_per_s=args.count / window.wall,
+            cpu_us_per_request=window.cpu / args.count * 1e6,
+            server_cpu_us_per_request=window.serverCpu / args.count * 1e6,
             rss_before_mib=rssBefore / 2**20,
             rss_after_mib=rssAfter / 2**20,
             rss_growth_mib=(rssAfter - rssBefore) / 2**20,

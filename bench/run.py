@@ -4,13 +4,16 @@ Every figure is measured over loopback against the project's simulator
 (:mod:`bench.server` runs it in a child process), each client run in a fresh process of
 its own (:mod:`bench.client_ours`; :mod:`bench.official_client` in the
 official SDK's virtual environment), so that client CPU time and resident
-memory are the client's alone. In-process ceilings come from
-:mod:`bench.ceiling`. Each figure is run ``--rounds`` times; the table shows
-the median and the spread (min..max), the JSON file under ``bench/results/``
-keeps every run and the versions of everything involved.
+memory are the client's alone; the server's CPU over each measurement is
+reported beside the client's. In-process ceilings come from
+:mod:`bench.ceiling`, each in a fresh process too. The rounds alternate: each
+round runs every figure once (A B A B ...), ``--rounds`` rounds; the table
+shows the median and the spread (min..max), the JSON file under
+``bench/results/`` keeps every run and the versions of everything involved.
 
-Benchmarks never assert timings. ``--quick`` runs tiny counts (the smoke test
-uses it to keep this code working).
+Benchmarks never assert timings. ``--quick`` is a short run of every figure
+(under a minute); ``--smoke`` runs tiny counts (the CI smoke test uses it to
+keep this code working).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench import ceiling, typed  # noqa: E402
+from bench import typed  # noqa: E402
 from bench.common import summarize  # noqa: E402
 
 MiB = 2**20
@@ -38,7 +41,9 @@ OFFICIAL_VENV = os.path.join(ROOT, "bench", ".venv-official")
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description="ctrader-twisted benchmark suite")
-    p.add_argument("--quick", action="store_true", help="tiny counts, one round, no official SDK (smoke mode)")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run of every figure (under a minute): 3 rounds of smaller counts")
+    p.add_argument("--smoke", action="store_true", help="tiny counts, one round, no official SDK (the CI smoke test)")
     p.add_argument("--rounds", type=int, default=3, help="runs of every figure (median and spread reported)")
     p.add_argument("--events", type=int, default=2_000_000, help="spot events per run, our client")
     p.add_argument("--official-events", type=int, default=1_000_000, help="spot events per run, official SDK")
@@ -46,21 +51,35 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inflight-requests", type=int, default=100_000, help="requests with 100 in flight (ours)")
     p.add_argument("--sizes", default=f"{MiB},{4 * MiB},{14 * MiB}",
                    help="large response sizes in bytes (15 MiB is over the 15,000,000-byte frame limit)")
-    p.add_argument("--chunk", type=int, default=4096, help="bytes per simulator write of a large response (TLS coalesces them into 16 KiB records)")
+    p.add_argument("--chunk", type=int, default=65536,
+                   help="bytes per simulator write of a large response (TLS carries them in 16 KiB records)")
+    p.add_argument("--reassembly-read", type=int, default=4096,
+                   help="read size of the in-process reassembly rows (ours against Twisted's Int32StringReceiver)")
     p.add_argument("--official", default=os.path.join(OFFICIAL_VENV, "bin", "python"),
                    help="python of the official SDK's venv (pip install ctrader-open-api)")
     p.add_argument("--no-official", action="store_true", help="skip the official SDK")
+    p.add_argument("--official-figures", default="stream,latency,inflight,large",
+                   help="the figures the official SDK runs (its one-second send tick makes the request "
+                        "figures slow)")
     p.add_argument("--output", default=os.path.join(ROOT, "bench", "results"), help="directory for the JSON file")
     p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large "
                    "(redis: bench.redis_publish, only when named)")
     args = p.parse_args(argv)
-    if args.quick:
+    if args.smoke:
         args.rounds = 1
         args.events = args.official_events = 3000
         args.requests = 50
         args.inflight_requests = 500
         args.sizes = f"{64 * 1024},{256 * 1024}"
         args.no_official = True
+    elif args.quick:
+        args.rounds = 3
+        args.events = 300_000
+        args.official_events = 50_000
+        args.requests = 200
+        args.inflight_requests = 20_000
+        args.sizes = f"{MiB},{14 * MiB}"
+        args.official_figures = "stream"
     return args
 
 
@@ -100,12 +119,8 @@ class Server:
         os.unlink(self.credentials)
 
 
-def runClient(python: str, module: str, server: Server, mode: str, port: int, *extra: str,
-              timeout: float = 900) -> dict[str, Any]:
-    """Run one client process and return its ``RESULT`` (``{"error": ...}`` on failure)."""
-    command = [python, "-W", "ignore", "-m", module, mode, "--port", str(port),
-               "--control", str(server.control), "--ca", server.ca,
-               "--credentials", server.credentials, *extra]
+def runProcess(command: list[str], timeout: float = 900) -> dict[str, Any]:
+    """Run one benchmark process and return its ``RESULT`` (``{"error": ...}`` on failure)."""
     try:
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -116,19 +131,34 @@ def runClient(python: str, module: str, server: Server, mode: str, port: int, *e
     return {"error": f"exit {done.returncode}: {done.stderr[-2000:]}"}
 
 
+def runClient(python: str, module: str, server: Server, mode: str, port: int, *extra: str) -> dict[str, Any]:
+    """Run one client process against *server*."""
+    return runProcess([python, "-W", "ignore", "-m", module, mode, "--port", str(port),
+                       "--control", str(server.control), "--ca", server.ca,
+                       "--credentials", server.credentials, *extra])
+
+
+def runCeiling(*args: Any) -> dict[str, Any]:
+    """Run one in-process figure of :mod:`bench.ceiling` in a fresh process."""
+    return runProcess([sys.executable, "-m", "bench.ceiling", *map(str, args)])
+
+
 def progress(message: str) -> None:
     sys.stderr.write(f"[bench {datetime.datetime.now():%H:%M:%S}] {message}\n")
     sys.stderr.flush()
 
 
-def repeat(rounds: int, label: str, function: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
-    runs = []
+def alternate(rounds: int, jobs: list[tuple[str, str, Callable[[], dict[str, Any]]]]) -> dict[str, list[dict[str, Any]]]:
+    """Run every job once per round, in order, round after round (A B A B ...),
+    so that the noise of a shared machine falls on all of them alike."""
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in jobs}
     for i in range(rounds):
-        progress(f"{label} ({i + 1}/{rounds})")
-        result = function()
-        if "error" in result:
-            progress(f"{label} failed: {result['error'][-500:]}")
-        runs.append(result)
+        for key, label, function in jobs:
+            progress(f"round {i + 1}/{rounds}: {label}")
+            result = function()
+            if "error" in result:
+                progress(f"{label} failed: {result['error'][-500:]}")
+            runs[key].append(result)
     return runs
 
 
@@ -192,6 +222,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         return not only or name in only
 
     official = None if args.no_official else officialVersions(args.official)
+    officialFigures = set(args.official_figures.split(","))
     if not args.no_official and official is None:
         progress(f"official SDK not runnable with {args.official}: skipped "
                  f"(python -m venv bench/.venv-official && bench/.venv-official/bin/pip install ctrader-open-api)")
@@ -199,71 +230,72 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {k: v for k, v in vars(args).items() if k not in ("output",)},
         "versions": {"ours": versions(), "official": official},
-        "runs": {},
     }
-    runs = report["runs"]
     sizes = args.sizes
     rounds = args.rounds
     ceilingCount = max(20_000, min(args.events, 1_000_000))
-
-    if wanted("ceiling"):
-        runs["ceiling_parse"] = repeat(rounds, "parsing ceiling", lambda: ceiling.parsingCeiling(ceilingCount))
-        runs["ceiling_core"] = repeat(rounds, "core in process", lambda: ceiling.coreInProcess(ceilingCount))
-        runs["ceiling_raw"] = repeat(rounds, "raw protobuf", lambda: ceiling.rawProtobuf(ceilingCount))
-        runs["typed_spot"] = repeat(
-            rounds, "typed layer per spot", lambda: typed.typedOverhead(min(ceilingCount, 200_000), 3))
-        for size in sizes.split(","):
-            runs[f"reassembly_{size}"] = repeat(
-                rounds, f"reassembly {size} B", lambda s=int(size): ceiling.reassembly(s, args.chunk))
-
     if "redis" in only:  # needs a redis-server: run only when asked for (see bench/redis_publish.py)
         from bench import redis_publish
 
-        runs["redis_publish"] = redis_publish.main(["--rounds", str(rounds), "--events", str(args.events)])
+        report["runs"] = {"redis_publish": redis_publish.main(["--rounds", str(rounds), "--events", str(args.events)])}
         if only == {"redis"}:
             return report
-
     server = Server()
+    ours = (sys.executable, "bench.client_ours")
+    theirs = (args.official, "bench.official_client")
+    warm = str(max(1000, args.events // 20))
+    jobs: list[tuple[str, str, Callable[[], dict[str, Any]]]] = []
+
+    def job(key: str, label: str, function: Callable[[], dict[str, Any]]) -> None:
+        jobs.append((key, label, function))
+
+    if wanted("ceiling") or wanted("stream"):
+        job("ceiling_parse", "parsing ceiling", lambda: runCeiling("parse", ceilingCount))
+    if wanted("stream"):
+        job("ours_stream_tcp", "ours: spot stream, TLS TCP", lambda: runClient(
+            *ours, server, "stream", server.tcp, "--count", str(args.events), "--warmup", warm))
+        if official and "stream" in officialFigures:
+            job("official_stream_tcp", "official: spot stream, TLS TCP", lambda: runClient(
+                *theirs, server, "stream", server.tcp, "--count", str(args.official_events),
+                "--warmup", str(max(1000, args.official_events // 20))))
+        job("ours_stream_ws", "ours: spot stream, wss://", lambda: runClient(
+            *ours, server, "stream", server.ws, "--transport", "ws", "--count", str(args.events), "--warmup", warm))
+    if wanted("ceiling"):
+        job("ceiling_core", "core in process", lambda: runCeiling("core", ceilingCount))
+        job("ceiling_raw", "raw protobuf", lambda: runCeiling("raw", ceilingCount))
+        job("typed_spot", "typed layer per spot", lambda: typed.typedOverhead(min(ceilingCount, 200_000), 3))
+        for size in sizes.split(","):
+            job(f"reassembly_{size}", f"reassembly {size} B", lambda s=size: runCeiling("reassembly", s, args.reassembly_read))
+    if wanted("latency"):
+        job("ours_latency", "ours: one request at a time", lambda: runClient(
+            *ours, server, "latency", server.tcp, "--count", str(args.requests),
+            "--warmup", str(max(10, args.requests // 10))))
+        if official and "latency" in officialFigures:
+            # One request at a time waits for the SDK's one-second send tick:
+            # a few requests already show it, 1000 would take 17 minutes.
+            job("official_latency", "official: one request at a time", lambda: runClient(
+                *theirs, server, "latency", server.tcp, "--count", "10", "--warmup", "1"))
+    if wanted("inflight"):
+        job("ours_inflight", "ours: 100 requests in flight", lambda: runClient(
+            *ours, server, "inflight", server.tcp, "--count", str(args.inflight_requests),
+            "--window", "100", "--warmup", str(max(100, args.inflight_requests // 10))))
+        if official and "inflight" in officialFigures:
+            job("official_inflight", "official: 100 requests in flight", lambda: runClient(
+                *theirs, server, "inflight", server.tcp, "--count", "1000", "--window", "100",
+                "--rate", "100", "--warmup", "100"))
+    if wanted("large"):
+        job("ours_large", "ours: large responses", lambda: runClient(
+            *ours, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
+        if official and "large" in officialFigures:
+            job("official_large", "official: large responses", lambda: runClient(
+                *theirs, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
     try:
-        ours = (sys.executable, "bench.client_ours")
-        theirs = (args.official, "bench.official_client")
-        warm = str(max(1000, args.events // 20))
-        if wanted("stream"):
-            runs["ours_stream_tcp"] = repeat(rounds, "ours: spot stream, TLS TCP", lambda: runClient(
-                *ours, server, "stream", server.tcp, "--count", str(args.events), "--warmup", warm))
-            runs["ours_stream_ws"] = repeat(rounds, "ours: spot stream, wss://", lambda: runClient(
-                *ours, server, "stream", server.ws, "--transport", "ws", "--count", str(args.events),
-                "--warmup", warm))
-            if official:
-                runs["official_stream_tcp"] = repeat(rounds, "official: spot stream, TLS TCP", lambda: runClient(
-                    *theirs, server, "stream", server.tcp, "--count", str(args.official_events),
-                    "--warmup", str(max(1000, args.official_events // 20))))
-        if wanted("latency"):
-            runs["ours_latency"] = repeat(rounds, "ours: one request at a time", lambda: runClient(
-                *ours, server, "latency", server.tcp, "--count", str(args.requests),
-                "--warmup", str(max(10, args.requests // 10))))
-            if official:
-                # One request at a time waits for the SDK's one-second send tick:
-                # a few requests already show it, 1000 would take 17 minutes.
-                runs["official_latency"] = repeat(rounds, "official: one request at a time", lambda: runClient(
-                    *theirs, server, "latency", server.tcp, "--count", "10", "--warmup", "1"))
-        if wanted("inflight"):
-            runs["ours_inflight"] = repeat(rounds, "ours: 100 requests in flight", lambda: runClient(
-                *ours, server, "inflight", server.tcp, "--count", str(args.inflight_requests),
-                "--window", "100", "--warmup", str(max(100, args.inflight_requests // 10))))
-            if official:
-                runs["official_inflight"] = repeat(rounds, "official: 100 requests in flight", lambda: runClient(
-                    *theirs, server, "inflight", server.tcp, "--count", "1000", "--window", "100",
-                    "--rate", "100", "--warmup", "100"))
-                runs["official_requests_memory"] = repeat(1, "official: 100,000 requests (memory)", lambda: runClient(
-                    *theirs, server, "inflight", server.tcp, "--count", "100000", "--window", "5000",
-                    "--rate", "5000", "--warmup", "10000"))
-        if wanted("large"):
-            runs["ours_large"] = repeat(rounds, "ours: large responses", lambda: runClient(
-                *ours, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
-            if official:
-                runs["official_large"] = repeat(rounds, "official: large responses", lambda: runClient(
-                    *theirs, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
+        runs = report["runs"] = alternate(rounds, jobs)
+        if wanted("inflight") and official and "inflight" in officialFigures:
+            progress("official: 100,000 requests (memory), once")
+            runs["official_requests_memory"] = [runClient(
+                *theirs, server, "inflight", server.tcp, "--count", "100000", "--window", "5000",
+                "--rate", "5000", "--warmup", "10000")]
     finally:
         server.close()
     report["figures"] = figures(runs, sizes)
@@ -299,6 +331,11 @@ def figures(runs: dict[str, Any], sizes: str) -> dict[str, Any]:
     for who in ("ours", "official"):
         add(f"{who}_stream_tcp_events_per_s", _values(runs.get(f"{who}_stream_tcp"), "events_per_s"))
         add(f"{who}_stream_tcp_cpu_s_per_million", _values(runs.get(f"{who}_stream_tcp"), "cpu_s_per_million"))
+        add(f"{who}_stream_tcp_server_cpu_s_per_million",
+            _values(runs.get(f"{who}_stream_tcp"), "server_cpu_s_per_million"))
+        add(f"{who}_inflight_cpu_us_per_request", _values(runs.get(f"{who}_inflight"), "cpu_us_per_request"))
+        add(f"{who}_inflight_server_cpu_us_per_request",
+            _values(runs.get(f"{who}_inflight"), "server_cpu_us_per_request"))
         add(f"{who}_stream_peak_rss_mib", _values(runs.get(f"{who}_stream_tcp"), "peak_rss_mib"))
         add(f"{who}_stream_rss_growth_mib", _values(runs.get(f"{who}_stream_tcp"), "rss_growth_mib"))
         for key in ("p50_ms", "p99_ms", "max_ms"):
@@ -310,6 +347,7 @@ def figures(runs: dict[str, Any], sizes: str) -> dict[str, Any]:
             add(f"{who}_large_{size}_ms_per_mib", _largeMsPerMiB(runs.get(f"{who}_large"), size))
     add("ours_stream_ws_events_per_s", _values(runs.get("ours_stream_ws"), "events_per_s"))
     add("ours_stream_ws_cpu_s_per_million", _values(runs.get("ours_stream_ws"), "cpu_s_per_million"))
+    add("ours_stream_ws_server_cpu_s_per_million", _values(runs.get("ours_stream_ws"), "server_cpu_s_per_million"))
     add("ours_stream_ws_rss_growth_mib", _values(runs.get("ours_stream_ws"), "rss_growth_mib"))
     add("ours_requests_rss_growth_mib", _values(runs.get("ours_inflight"), "rss_growth_mib"))
     add("official_requests_rss_growth_mib", _values(runs.get("official_requests_memory"), "rss_growth_mib"))
@@ -320,8 +358,14 @@ def figures(runs: dict[str, Any], sizes: str) -> dict[str, Any]:
     for size in sizes.split(","):
         add(f"reassembly_{size}_ours_ms", _values(runs.get(f"reassembly_{size}"), "ours_ms"))
         add(f"reassembly_{size}_stock_ms", _values(runs.get(f"reassembly_{size}"), "stock_ms"))
-    ours, ceil = f["ours_stream_tcp_events_per_s"]["median"], f["ceiling_parse_events_per_s"]["median"]
-    f["ours_tcp_fraction_of_ceiling"] = ours / ceil if ours and ceil else None
+    # The stream against the ceiling measured in the same round (alternated).
+    pairs = zip(runs.get("ours_stream_tcp", []), runs.get("ceiling_parse", []))
+    add("ours_tcp_fraction_of_ceiling", [a["events_per_s"] / b["events_per_s"] for a, b in pairs
+                                         if "events_per_s" in a and "events_per_s" in b])
+    # Official SDK's CPU per event over ours, round by round.
+    pairs = zip(runs.get("ours_stream_tcp", []), runs.get("official_stream_tcp", []))
+    add("stream_tcp_cpu_ratio", [b["cpu_s_per_million"] / a["cpu_s_per_million"] for a, b in pairs
+                                 if "cpu_s_per_million" in a and "cpu_s_per_million" in b])
     return f
 
 
@@ -370,11 +414,16 @@ def table(report: dict[str, Any]) -> str:
 
     pair("spot stream TLS TCP, events/s", "stream_tcp_events_per_s", True)
     pair("  client CPU s per 1M events", "stream_tcp_cpu_s_per_million", False)
+    ratio = f.get("stream_tcp_cpu_ratio", {})
+    if ratio.get("median") is not None:
+        rows.append(("  official / ours CPU, round by round", "", "", f"{_fmt(ratio['median'])}x "
+                     f"[{_fmt(ratio['min'])}..{_fmt(ratio['max'])}]"))
+    pair("  server CPU s per 1M events", "stream_tcp_server_cpu_s_per_million", False)
     single("spot stream wss://, events/s", "ours_stream_ws_events_per_s")
     single("  client CPU s per 1M events", "ours_stream_ws_cpu_s_per_million")
-    single("parsing ceiling (TcpProtocol+decode), ev/s", "ceiling_parse_events_per_s")
-    frac = f.get("ours_tcp_fraction_of_ceiling")
-    rows.append(("  TLS TCP stream / parsing ceiling", _fmt(frac), "", ""))
+    single("  server CPU s per 1M events", "ours_stream_ws_server_cpu_s_per_million")
+    single("parsing ceiling (split+2 decodes+callback), ev/s", "ceiling_parse_events_per_s")
+    single("  TLS TCP stream / ceiling, round by round", "ours_tcp_fraction_of_ceiling")
     single("core in process (no TLS, no reactor), ev/s", "ceiling_core_events_per_s")
     single("typed layer's cost per spot over a raw listener, us", "typed_overhead_us_per_event", "target <= 1")
     single("raw protobuf decode only, ev/s", "ceiling_raw_events_per_s")
@@ -385,6 +434,8 @@ def table(report: dict[str, Any]) -> str:
     pair("latency 100 in flight p99 ms", "inflight_p99_ms", False)
     pair("latency 100 in flight max ms", "inflight_max_ms", False)
     pair("requests/s, 100 in flight", "inflight_requests_per_s", True)
+    pair("  client CPU us per request", "inflight_cpu_us_per_request", False)
+    pair("  server CPU us per request", "inflight_server_cpu_us_per_request", False)
     for size in sizes:
         mib = int(size) / MiB
         pair(f"large response {mib:g} MiB, ms", f"large_{size}_ms", False)
@@ -392,7 +443,7 @@ def table(report: dict[str, Any]) -> str:
     for size in sizes:
         mib = int(size) / MiB
         o, s = f.get(f"reassembly_{size}_ours_ms", {}), f.get(f"reassembly_{size}_stock_ms", {})
-        rows.append((f"reassemble {mib:g} MiB in {report['settings']['chunk']} B reads, ms",
+        rows.append((f"reassemble {mib:g} MiB in {report['settings']['reassembly_read']} B reads, ms",
                      _cell(o), f"stock {_cell(s)}", _ratio(o, s, False)))
     pair("peak RSS while streaming, MiB", "stream_peak_rss_mib", False)
 

@@ -33,6 +33,10 @@ command per line:
     :meth:`Simulator.writeToAll` in ``CHUNK``-byte writes (one binary message
     on WebSocket connections). Replies ``ok BYTES`` (the size of the
     serialized ``ProtoMessage``) once written.
+``cpu``
+    Replies ``ok SECONDS``: the CPU time (user + system) this server process
+    has used so far, so that a client can report the server's CPU over its
+    measurement beside its own (the server must not be the bottleneck).
 
 The server runs in its own process so that the client's CPU time is measured
 alone. It stops when its standard input is closed.
@@ -43,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,6 +152,8 @@ def main() -> None:
                     data = prepared.get(size) or symbolsList(size, accountId)
                     sim.writeToAll(data, chunk)
                     self.sendLine(f"ok {len(data)}".encode())
+                elif words[0] == "cpu":
+                    self.sendLine(f"ok {time.process_time()!r}".encode())
                 else:
                     self.sendLine(b"error unknown command")
             except (IndexError, ValueError, RuntimeError) as e:

@@ -133,22 +133,21 @@ class FrameSplitter:
             offset = end
         limit = self.maxLength
         append = frames.append
-        while True:
-            remaining = size - offset
-            if remaining < HEADER_SIZE:
-                if remaining:
-                    self._header = data[offset:]
-                return frames
+        start = offset + HEADER_SIZE
+        while start <= size:
             (length,) = _unpackLength(data, offset)
-            if length > limit:
-                self.tooLarge = length
-                return frames
-            start = offset + HEADER_SIZE
             end = start + length
-            if end > size:
+            if end > size or length > limit:
+                if length > limit:
+                    self.tooLarge = length
+                    return frames
                 if start < size:
                     self._chunks = [data[start:]]
                 self._missing = end - size
                 return frames
             append(data[start:end])
             offset = end
+            start = end + HEADER_SIZE
+        if offset < size:
+            self._header = data[offset:]
+        return frames

@@ -19,14 +19,21 @@ request from ``send`` until its Deferred fires:
 * when a connection is lost it fails every request written on it with
   :class:`~ctrader_twisted.errors.OutcomeUnknownError`: never re-sent.
 
-Deadlines live in one heap served by one timer, not a timer per request.
+Deadlines are served by one timer, not a timer per request. They wait in
+lanes, one first-in-first-out queue per timeout value: requests with the same
+timeout reach their deadlines in the order they were set, so setting one is an
+append and the earliest of a lane is its head (no heap, no per-request
+timer). A deadline replaced (the request was written) or no longer needed
+(the request was answered) is left where it is and skipped when it reaches
+the head; the lanes are compacted when such entries outnumber the live ones.
 Writing and queueing are the outbox's job (:mod:`ctrader_twisted.outbox`).
 """
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import itertools
+from collections import deque
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
@@ -54,6 +61,10 @@ __all__ = ["Request", "Correlator"]
 #: when it takes the request over (to write it again later) instead of
 #: letting the error fire its Deferred.
 RefusalHandler = Callable[["Request", OpenApiError], bool]
+
+
+def _deadlineOf(entry: tuple[float, Request]) -> float:
+    return entry[0]
 
 
 class Request:
@@ -85,7 +96,7 @@ class Request:
         "connection",
         "done",
         "attempts",
-        "deadlineKey",
+        "deadlineEntry",
     )
 
     def __init__(
@@ -101,8 +112,9 @@ class Request:
         self.connection: Any = None
         self.done = False
         self.attempts = 0
-        #: the key of its live entry in the deadline heap, or ``None``
-        self.deadlineKey: int | None = None
+        #: its live entry ``(deadline, request)`` in the correlator's
+        #: deadline lanes, or ``None``
+        self.deadlineEntry: tuple[float, Request] | None = None
 
     def _cancelled(self, d: Deferred[Any]) -> None:
         # Deferred.cancel() errbacks with CancelledError after this returns;
@@ -142,9 +154,10 @@ class Correlator:
         self._ids = itertools.count(1)
         self._onForget = onForget
         self.onRefused = onRefused
-        self._heap: list[tuple[float, int, Request]] = []
-        self._keys = itertools.count()
-        self._stale = 0
+        # timeout -> deadline entries (deadline, request) in deadline order
+        self._lanes: dict[float, deque[tuple[float, Request]]] = {}
+        self._entries = 0  # entries in all lanes
+        self._live = 0  # requests with a deadline
         self._timer: IDelayedCall | None = None
 
     def __len__(self) -> int:
@@ -254,12 +267,19 @@ class Correlator:
     # --- deadlines --------------------------------------------------------------------
 
     def _setDeadline(self, request: Request, seconds: float) -> None:
-        if request.deadlineKey is not None:
-            self._stale += 1
-        key = next(self._keys)
-        request.deadlineKey = key
         deadline = self.clock.seconds() + seconds
-        heapq.heappush(self._heap, (deadline, key, request))
+        entry = (deadline, request)
+        if request.deadlineEntry is None:
+            self._live += 1
+        request.deadlineEntry = entry
+        lane = self._lanes.get(seconds)
+        if lane is None:
+            lane = self._lanes[seconds] = deque()
+        if lane and deadline < lane[-1][0]:  # the clock went back: keep the lane in order
+            lane.insert(bisect.bisect_right(lane, deadline, key=_deadlineOf), entry)
+        else:
+            lane.append(entry)
+        self._entries += 1
         timer = self._timer
         if timer is None:
             self._timer = self.clock.callLater(seconds, self._expire)
@@ -267,44 +287,62 @@ class Correlator:
             timer.reset(seconds)
 
     def _clearDeadline(self, request: Request) -> None:
-        if request.deadlineKey is None:
+        entry = request.deadlineEntry
+        if entry is None:
             return
-        request.deadlineKey = None
-        self._stale += 1
-        heap = self._heap
-        if self._stale == len(heap):
-            # Nothing left to time out: no timer either.
-            heap.clear()
-            self._stale = 0
+        request.deadlineEntry = None
+        self._live -= 1
+        if not self._live:
+            # Nothing left to time out: no entries, no timer either.
+            self._lanes.clear()
+            self._entries = 0
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             return
-        if self._stale > 64 and self._stale * 2 > len(heap):
-            # Most entries belong to requests that were answered: rebuild
-            # the heap from the live ones, so it stays as small as the
-            # number of requests in flight.
-            self._heap = [entry for entry in heap if entry[2].deadlineKey == entry[1]]
-            heapq.heapify(self._heap)
-            self._stale = 0
+        lane = self._lanes.get(request.timeout)  # type: ignore[arg-type]
+        if lane:  # answered in order: the head goes at once
+            while lane and lane[0][1].deadlineEntry is not lane[0]:
+                lane.popleft()
+                self._entries -= 1
+        if self._entries > 2 * self._live + 64:
+            # Most entries belong to requests answered out of order behind
+            # one still waiting: keep only the live ones, so the lanes stay
+            # as small as the number of requests in flight.
+            for key, lane in list(self._lanes.items()):
+                kept = deque(entry for entry in lane if entry[1].deadlineEntry is entry)
+                if kept:
+                    self._lanes[key] = kept
+                else:
+                    del self._lanes[key]
+            self._entries = self._live
 
     def _expire(self) -> None:
         self._timer = None
-        heap = self._heap
         now = self.clock.seconds()
-        while heap and heap[0][0] <= now:
-            _, key, request = heapq.heappop(heap)
-            if request.deadlineKey != key:
-                self._stale -= 1
-                continue
-            request.deadlineKey = None
-            self._timedOut(request)
-        while heap and heap[0][2].deadlineKey != heap[0][1]:
-            heapq.heappop(heap)
-            self._stale -= 1
-        if heap:
+        lanes = self._lanes
+        for key, lane in list(lanes.items()):
+            # (a timed-out request's callbacks may empty the lanes: stop then)
+            while lane and lane[0][0] <= now and lanes.get(key) is lane:
+                entry = lane.popleft()
+                self._entries -= 1
+                request = entry[1]
+                if request.deadlineEntry is not entry:
+                    continue
+                request.deadlineEntry = None
+                self._live -= 1
+                self._timedOut(request)
+        first: float | None = None
+        for key, lane in list(lanes.items()):
+            while lane and lane[0][1].deadlineEntry is not lane[0]:
+                lane.popleft()
+                self._entries -= 1
+            if lane:
+                first = lane[0][0] if first is None else min(first, lane[0][0])
+            elif lanes.get(key) is lane:
+                del lanes[key]
+        if first is not None:
             # A callback above may have set a timer for a later deadline.
-            first = heap[0][0]
             delay = max(0.0, first - self.clock.seconds())
             if self._timer is None:
                 self._timer = self.clock.callLater(delay, self._expire)

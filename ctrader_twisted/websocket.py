@@ -271,9 +271,12 @@ class WebSocketProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         if self._opened and not self._failed:
             self.receiver.framesReceived(self, batch)
 
+    # The four hooks below replace Autobahn's defaults entirely (none calls
+    # ``super()``): a message's chunks are kept here, and Autobahn's own
+    # per-frame and per-message buffers are never filled.
+
     def onMessageBegin(self, isBinary: bool) -> None:
         """A message begins: text is refused at once (the Open API sends binary only)."""
-        super().onMessageBegin(isBinary)
         self._parts = []
         self._size = 0
         if not isBinary and not self._failed:
@@ -286,28 +289,19 @@ class WebSocketProtocol(WebSocketClientProtocol):  # type: ignore[misc]
         before its payload is received."""
         if self._failed:
             return
-        self._size += length
+        size = self._size + length
+        self._size = size
         limit = self.settings.maxMessageSize
-        if self._size > limit:
-            self._fail(FrameTooLargeError(self._size, limit))
-            return
-        super().onMessageFrameBegin(length)
+        if size > limit:
+            self._fail(FrameTooLargeError(size, limit))
 
     def onMessageFrameData(self, payload: bytes) -> None:
-        """Part of a frame's payload (ignored after a failure)."""
+        """Part of a frame's payload: keep it (ignored after a failure)."""
         if not self._failed:
-            super().onMessageFrameData(payload)
+            self._parts.append(payload)
 
     def onMessageFrameEnd(self) -> None:
-        """A frame ended (ignored after a failure)."""
-        if not self._failed:
-            super().onMessageFrameEnd()
-
-    def onMessageFrame(self, payload: Any) -> None:
-        """A frame's payload is complete: keep its pieces (Autobahn passes the
-        list of the frame's data chunks)."""
-        if not self._failed:
-            self._parts.extend(payload)
+        """A frame ended: its payload is already kept."""
 
     def onMessageEnd(self) -> None:
         """A message is complete: add it to this read's batch."""

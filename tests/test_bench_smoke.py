@@ -1,10 +1,10 @@
-"""Smoke test of the benchmark suite (``python -m bench --quick``).
+"""Smoke test of the benchmark suite (``python -m bench --smoke``).
 
 Benchmarks never assert timings: this only keeps ``bench/`` from rotting, by
 running every figure once with tiny counts (a few seconds, against the
 simulator in a child process) and checking that each one produced a number
 and the JSON report was written (into trial's temporary directory). The official
-SDK's part is skipped (``--quick`` implies ``--no-official``): it needs its
+SDK's part is skipped (``--smoke`` implies ``--no-official``): it needs its
 own virtual environment.
 """
 
@@ -21,13 +21,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class QuickBenchTests(TestCase):
-    def test_quickRunReportsEveryFigure(self) -> None:
-        """``python -m bench --quick`` prints the table and writes every figure to JSON."""
+    def test_smokeRunReportsEveryFigure(self) -> None:
+        """``python -m bench --smoke`` prints the table and writes every figure to JSON."""
         output = os.path.abspath(self.mktemp())  # under _trial_temp, not in the repository
         # No bytecode caches written into bench/ either.
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         done = subprocess.run(
-            [sys.executable, "-m", "bench", "--quick", "--output", output],
+            [sys.executable, "-m", "bench", "--smoke", "--output", output],
             cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
         )
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])

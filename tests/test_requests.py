@@ -1,4 +1,4 @@
-"""The correlator alone: ids, deadlines (one heap, one timer), answers."""
+"""The correlator alone: ids, deadlines (one timer for all), answers."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class CorrelatorTests(SynchronousTestCase):
         self.assertEqual(len(self.correlator), 0)
 
 
-class DeadlineHeapTests(SynchronousTestCase):
+class DeadlineTests(SynchronousTestCase):
     """One timer serves every deadline; it never outlives the last one."""
 
     def setUp(self) -> None:
@@ -115,13 +115,13 @@ class DeadlineHeapTests(SynchronousTestCase):
             self.correlator.create(VERSION, BODY, None, raw=True, timeout=5)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
 
-    def test_answeredRequestsDoNotGrowTheHeap(self) -> None:
-        """The heap stays about as large as the requests in flight."""
+    def test_answeredRequestsDoNotGrowTheDeadlines(self) -> None:
+        """The deadline entries stay about as many as the requests in flight."""
         for _ in range(10_000):
             request = self.correlator.create(VERSION, BODY, None, raw=True, timeout=5)
             self.correlator.written(request, "link")
             request.deferred.callback(None)
-        self.assertLess(len(self.correlator._heap), 200)
+        self.assertLess(self.correlator._entries, 200)
 
     def test_mixedTimeoutsExpireInDeadlineOrder(self) -> None:
         rng = random.Random(5)

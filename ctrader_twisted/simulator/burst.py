@@ -109,7 +109,8 @@ def _spotPool(accountId: int, state: SymbolState, timestamp: int, size: int = 16
 class _BurstProducer:
     """Writes a pool of pre-serialized frames, a chunk per ``resumeProducing``."""
 
-    CHUNK = 64
+    #: Frames per write: 2048 spot frames of about 30 bytes are about 64 KiB.
+    CHUNK = 2048
 
     def __init__(self, session: Session, pool: list[bytes], count: int) -> None:
         self.session = session
