@@ -95,6 +95,7 @@ __all__ = [
     "Download",
     "Progress",
     "HistoryPacer",
+    "pacerFor",
     "HistoryError",
     "Bar",
     "Tick",
@@ -153,7 +154,7 @@ _WIRE_DIGITS = 5
 #: Rows of one answer page when the server has not shown its page size yet.
 _ASSUMED_PAGE = 5000
 #: Most rows handed over at once (a window's rows are made as they are read).
-_BATCH_ROWS = 10_000
+_BATCH_ROWS = 5000
 #: Payload types whose answers carry ``moneyDigits`` (bounded below).
 _MAX_MONEY_DIGITS = 18
 _MAX_PRICE_DIGITS = 10
@@ -513,6 +514,9 @@ class _Source:
     noun = "rows"
     #: Streams fetched for every window (two for ticks of both sides).
     chains: Sequence[Any] = (None,)
+    #: How rows of a window are put in order when time alone does not say
+    #: (``None``: as the pages have them).
+    ordered: Callable[[Any], Any] | None = None
 
     def __init__(self, accountId: int) -> None:
         self.accountId = accountId
@@ -636,8 +640,9 @@ class _Ticks(_SymbolSource):
     request = "ProtoOAGetTickDataReq"
     payloadType = ProtoOAPayloadType.PROTO_OA_GET_TICKDATA_REQ
     noun = "ticks"
-    #: Window length before anything is known of the density, ms.
-    firstWindow = 900_000
+    #: Window length before anything is known of the density, ms (it grows
+    #: fourfold after each empty window: a closed market is crossed quickly).
+    firstWindow = 3_600_000
     shortestWindow = 60_000
 
     def __init__(
@@ -666,7 +671,7 @@ class _Ticks(_SymbolSource):
 
     def windowLength(self, start: int) -> int:
         if self.density is None:
-            length = float(self.firstWindow * 2 ** min(self.emptyInARow, 8))
+            length = float(self.firstWindow * 4 ** min(self.emptyInARow, 8))
         else:
             target = self.pagesPerWindow * (self.pageSize or _ASSUMED_PAGE)
             length = target / max(self.density, 1e-9) * 2 ** min(self.emptyInARow, 1)
@@ -712,6 +717,10 @@ class _Deals(_Source):
     def key(self, page: _Page, index: int) -> Any:
         return int(page.values[index].dealId)
 
+    @staticmethod
+    def ordered(deal: Deal) -> tuple[int, int]:  # type: ignore[override]
+        return deal.timestamp, deal.dealId
+
     def windowLength(self, start: int) -> int:
         return DEAL_WINDOW_MS
 
@@ -743,26 +752,40 @@ class _CashFlow(_Source):
 
 
 class HistoryPacer:
-    """Shares one client's historical requests fairly between its downloads.
+    """Shares one client's historical requests fairly between its downloads,
+    and spaces them out.
 
     At most *slots* history requests of the downloads are outstanding
     (queued in the client or awaiting their answer) at a time; when a slot
     frees, the next download in turn gets it (round-robin), however many
-    requests each one wants. The client's rate limiter then paces the
-    writes. :func:`pacerFor` gives every download on one client the same
-    pacer.
+    requests each one wants. Turns are at least *spacing* seconds apart: the
+    client's rate limiter alone would let a burst of 5 go at once every 1.1
+    s, and a server that handles a burst one request after the other counts
+    the last ones late, which can make two bursts look closer than a second
+    apart; spaced requests arrive, and are counted, one by one. :func:`pacerFor`
+    gives every download on one client the same pacer.
 
     :param slots: requests outstanding at once (5: one second of the
         historical limit, enough to keep it busy over any network).
+    :param spacing: least seconds between two turns (0: none).
+    :param clock: the time source for the spacing (needed when *spacing* > 0).
     """
 
-    def __init__(self, slots: int = 5) -> None:
+    def __init__(self, slots: int = 5, spacing: float = 0.0, clock: IReactorTime | None = None) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots must be a positive integer, got {slots!r}")
+        if not (isinstance(spacing, (int, float)) and math.isfinite(spacing) and 0 <= spacing <= 60):
+            raise ValueError(f"spacing must be a number of seconds from 0 to 60, got {spacing!r}")
+        if spacing and clock is None:
+            raise ValueError("a spacing needs a clock")
         self.slots = slots
+        self.spacing = float(spacing)
+        self.clock = clock
         self.busy = 0
         self._waiting: dict[object, deque[Deferred[None]]] = {}
         self._turns: deque[object] = deque()
+        self._last = -math.inf
+        self._timer: Any = None
 
     def __repr__(self) -> str:
         return f"<HistoryPacer {self.busy}/{self.slots} busy, {len(self._turns)} waiting>"
@@ -770,9 +793,6 @@ class HistoryPacer:
     def acquire(self, owner: object) -> Deferred[None]:
         """A Deferred that fires when *owner* may send one request; call
         :meth:`release` once it is answered. Cancelling it gives up the turn."""
-        if self.busy < self.slots and not self._turns:
-            self.busy += 1
-            return succeed(None)
 
         def cancel(d: Deferred[None]) -> None:
             queue = self._waiting.get(owner)
@@ -788,12 +808,24 @@ class HistoryPacer:
             queue = self._waiting[owner] = deque()
             self._turns.append(owner)
         queue.append(d)
+        self._grant()
         return d
 
     def release(self) -> None:
         """One request is answered (or failed): give its slot to the next in turn."""
         self.busy = max(0, self.busy - 1)
+        self._grant()
+
+    def _grant(self) -> None:
         while self.busy < self.slots and self._turns:
+            if self.spacing:
+                assert self.clock is not None
+                wait = self._last + self.spacing - self.clock.seconds()
+                if wait > 0:
+                    if self._timer is None or not self._timer.active():
+                        self._timer = self.clock.callLater(wait, self._grant)
+                    return
+                self._last = self.clock.seconds()
             owner = self._turns.popleft()
             queue = self._waiting[owner]
             d = queue.popleft()
@@ -809,10 +841,15 @@ _PACERS: "weakref.WeakKeyDictionary[Any, HistoryPacer]" = weakref.WeakKeyDiction
 
 
 def pacerFor(client: Any) -> HistoryPacer:
-    """The :class:`HistoryPacer` every download on *client* shares."""
+    """The :class:`HistoryPacer` every download on *client* shares: turns
+    spaced by one second over the client's historical limit (0.2 s for 5/s),
+    the rate limiter adding its margin."""
     pacer = _PACERS.get(client)
     if pacer is None:
-        pacer = _PACERS[client] = HistoryPacer()
+        limiter = getattr(getattr(client, "factory", None), "limiter", None)
+        limit = getattr(limiter, "historicalRequestsPerSecond", None)
+        spacing = 1.0 / limit if limit else 0.0
+        pacer = _PACERS[client] = HistoryPacer(spacing=spacing, clock=client.clock if spacing else None)
     return pacer
 
 
@@ -966,6 +1003,7 @@ class Download(Generic[Row]):
         self._windows: deque[_Window] = deque()
         #: The window being delivered: its rows still to read, and how many.
         self._current: tuple[_Window, Iterator[Row], int] | None = None
+        self._turns = 0
         self._outstanding: set[Deferred[Any]] = set()
         self._read = False
         self._prepared: Deferred[None] | None = None
@@ -1000,6 +1038,8 @@ class Download(Generic[Row]):
             if batch is None:
                 return
             for row in batch:
+                if self._cancelled:
+                    raise CancelledError("the download was cancelled")
                 yield row
 
     def batches(self) -> AsyncIterator[list[Row]]:
@@ -1082,6 +1122,7 @@ class Download(Generic[Row]):
         windows, self._windows = self._windows, deque()
         for window in windows:
             window.fetch.cancel()
+            window.fetch.addErrback(lambda f: None)  # never read: its failure is not news
         for d in list(self._outstanding):
             d.cancel()
 
@@ -1091,6 +1132,11 @@ class Download(Generic[Row]):
             raise CancelledError("the download was cancelled")
         if self._failure is not None:
             raise self._failure
+        if self._turns:
+            # Let the reactor run between two batches: the rows of a window
+            # already fetched would otherwise all be handed over in one go.
+            await self._track(deferLater(self.clock, 0, lambda: None))
+        self._turns += 1
         if self._current is None:
             try:
                 if self._prepared is None:
@@ -1161,6 +1207,8 @@ class Download(Generic[Row]):
         ]
         count = sum(hi - lo for segments in chains for _, lo, hi in segments)
         rows: Iterator[Row] = streams[0] if len(streams) == 1 else merge(*streams, key=_timestampOf)
+        if source.ordered is not None:
+            rows = iter(sorted(rows, key=source.ordered))
         if self._skip and window.start == self.start:
             # Resuming: the first rows at the start are already held.
             skip, self._skip = self._skip, 0
@@ -1204,6 +1252,7 @@ class Download(Generic[Row]):
             except BaseException:
                 for d in fetches:
                     d.cancel()
+                    d.addErrback(lambda f: None)
                 raise
         self.source.windowDone(start, end, sum(hi - lo for segments in result for _, lo, hi in segments))
         return result
@@ -1396,7 +1445,7 @@ def ticks(
     *,
     side: str = "both",
     digits: int | None = None,
-    pagesPerWindow: int = 8,
+    pagesPerWindow: int = 24,
     **options: Any,
 ) -> Download[Tick]:
     """Historical ticks of one symbol in ``[start, end)``, oldest first.
