@@ -1135,7 +1135,11 @@ class Download(Generic[Row]):
         if self._turns:
             # Let the reactor run between two batches: the rows of a window
             # already fetched would otherwise all be handed over in one go.
-            await self._track(deferLater(self.clock, 0, lambda: None))
+            try:
+                await self._track(deferLater(self.clock, 0, lambda: None))
+            except CancelledError:
+                self.cancel()
+                raise
         self._turns += 1
         if self._current is None:
             try:
@@ -1227,6 +1231,8 @@ class Download(Generic[Row]):
         """Start fetching windows until *lookahead* are under way (a source
         that sizes windows by density starts one alone until it knows it)."""
         source = self.source
+        if self._cancelled or self._failure is not None:
+            return
         while len(self._windows) < self.lookahead and self._next < self.end:
             if self._windows and not source.sized():
                 break
@@ -1311,6 +1317,9 @@ class Download(Generic[Row]):
         attempt = 0
         while True:
             await self._track(self.pacer.acquire(self))
+            if self._cancelled or self._failure is not None:
+                self.pacer.release()
+                raise CancelledError("the download stopped")
             try:
                 answer = await self._track(
                     self.client.request(

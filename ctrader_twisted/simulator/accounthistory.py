@@ -120,7 +120,7 @@ def _make(sim: Simulator, account: Account) -> PastHistory:
             closed = min(b - 2, opened + rng.randrange(300, 6 * 3600))
             trades.append((closed, opened, state, rng.choice((ProtoOATradeSide.BUY, ProtoOATradeSide.SELL)),
                            state.spec["spec"]["minVolume"] * rng.randint(1, 20), rng.randrange(1000)))
-        for closed, opened, state, side, volume, jitter in sorted(trades, key=lambda t: t[0]):
+        for closed, opened, state, side, volume, jitter in sorted(trades, key=lambda t: (t[0], t[5])):
             sign = 1 if side == ProtoOATradeSide.BUY else -1
             openWire = state.historicalBid(opened) + (state.spread if sign > 0 else 0)
             closeWire = state.historicalBid(closed) + (state.spread if sign < 0 else 0)
