@@ -51,7 +51,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                    help="python of the official SDK's venv (pip install ctrader-open-api)")
     p.add_argument("--no-official", action="store_true", help="skip the official SDK")
     p.add_argument("--output", default=os.path.join(ROOT, "bench", "results"), help="directory for the JSON file")
-    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large")
+    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large,history")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds = 1
@@ -256,6 +256,10 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                     *theirs, server, "large", server.tcp, "--sizes", sizes, "--chunk", str(args.chunk)))
     finally:
         server.close()
+    if wanted("history"):  # bench/history.py: downloads against the simulator's real rate limits
+        from bench import history
+
+        report["history"] = history.collect(args.quick, rounds, progress)
     report["figures"] = figures(runs, sizes)
     return report
 
@@ -429,6 +433,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         json.dump(report, out, indent=1)
     report["path"] = path
     print(table(report))
+    if "history" in report:
+        from bench import history
+
+        print("\n" + history.table(report["history"]))
     print(f"\nall figures: {path}")
     return report
 

@@ -454,3 +454,30 @@ class EntryPointTests(TestCase):
                                        iso(MONDAY), "-o", str(path), "--resume"], stdout, stderr, {"HOME": str(home)})
         self.assertEqual(code, 0, stderr.getvalue())
         self.assertEqual(lines(path), [HEADER, *oracleBars(MONDAY - 20 * DAY, MONDAY)])
+
+
+class ExampleAndBenchTests(TestCase):
+    """docs/examples/download_history.py and ``python -m bench.history --quick`` run and say what they should."""
+
+    def run_(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+        return subprocess.run([sys.executable, *argv], cwd=str(ROOT), env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    def test_example(self) -> None:
+        done = self.run_(str(ROOT / "docs" / "examples" / "download_history.py"))
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertRegex(done.stdout, r"1430 M5 bars of EURUSD, highest 1\.\d{5}, \d+ requests in 2 windows")
+        self.assertRegex(done.stdout, r"\d+ deals in 30 days, \d+ closing, gross profit -?\d+\.\d\d")
+
+    def test_benchQuick(self) -> None:
+        output = os.path.abspath(self.mktemp())
+        done = self.run_("-m", "bench.history", "--quick", "--output", output)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        report = json.loads(Path(output).read_text())
+        for name, runs in report["runs"].items():
+            for one in runs:
+                self.assertNotIn("error", one, name)
+                self.assertGreater(one["rows"], 0, name)
+                self.assertEqual(one["server_refusals"], 0, name)
+        self.assertIn("M1 bars, 8 days", done.stdout)
