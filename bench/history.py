@@ -117,12 +117,9 @@ class Server:
         return env
 
     def close(self) -> None:
-        self.process.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        from bench.common import stopChild
+
+        stopChild(self.process)
         os.unlink(self.ca)
 
 
@@ -188,8 +185,9 @@ def cases(quick: bool) -> list[Case]:
             ("ticks_long", both, 7 * day, ticks), ("ticks_short", both, 1 * day, ticks)]
 
 
-def collect(quick: bool = False, rounds: int = 1, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every case *rounds* times against one server; the runs and their medians."""
+def collect(quick: bool = False, rounds: int = 1, progress: Callable[[str], None] | None = None,
+            only: set[str] | None = None) -> dict[str, Any]:
+    """Run every case (or those named in *only*) *rounds* times against one server; the runs and their medians."""
     from bench.common import summarize
 
     say = progress or (lambda message: None)
@@ -197,6 +195,8 @@ def collect(quick: bool = False, rounds: int = 1, progress: Callable[[str], None
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
         for name, argv, seconds, fewest in cases(quick):
+            if only and name not in only:
+                continue
             for i in range(rounds):
                 say(f"history: {name} ({i + 1}/{rounds})")
                 run = download(server, argv, seconds)
@@ -252,11 +252,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--quick", action="store_true", help="tiny ranges (smoke test)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--output", help="also write the JSON report to this file")
+    p.add_argument("--cases", default="", help="comma-separated subset: bars_m1_long,bars_m1_short,ticks_long,ticks_short")
     args = p.parse_args(argv)
     if args.mode == "serve":
         serve()
         return {}
-    report = collect(args.quick, args.rounds, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True))
+    report = collect(args.quick, args.rounds, lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True),
+                     set(filter(None, args.cases.split(","))))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=1)

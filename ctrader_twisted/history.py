@@ -73,6 +73,7 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, suc
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .errors import ConnectionLostError, CTraderError, MaintenanceError, QueueFullError, RateLimitError
 from .messages.OpenApiModelMessages_pb2 import (
@@ -820,12 +821,15 @@ class HistoryPacer:
         while self.busy < self.slots and self._turns:
             if self.spacing:
                 assert self.clock is not None
-                wait = self._last + self.spacing - self.clock.seconds()
-                if wait > 0:
+                now = self.clock.seconds()
+                due = self._last + self.spacing
+                if due > now:
                     if self._timer is None or not self._timer.active():
-                        self._timer = self.clock.callLater(wait, self._grant)
+                        self._timer = self.clock.callLater(due - now, self._grant)
                     return
-                self._last = self.clock.seconds()
+                # Turns keep to a grid: one that came late (the reactor was
+                # busy) does not push every later one back.
+                self._last = due if now - due < self.spacing else now
             owner = self._turns.popleft()
             queue = self._waiting[owner]
             d = queue.popleft()
@@ -1004,6 +1008,7 @@ class Download(Generic[Row]):
         #: The window being delivered: its rows still to read, and how many.
         self._current: tuple[_Window, Iterator[Row], int] | None = None
         self._turns = 0
+        self._filling = False
         self._outstanding: set[Deferred[Any]] = set()
         self._read = False
         self._prepared: Deferred[None] | None = None
@@ -1231,21 +1236,40 @@ class Download(Generic[Row]):
         """Start fetching windows until *lookahead* are under way (a source
         that sizes windows by density starts one alone until it knows it)."""
         source = self.source
-        if self._cancelled or self._failure is not None:
+        if self._cancelled or self._failure is not None or self._filling:
             return
-        while len(self._windows) < self.lookahead and self._next < self.end:
-            if self._windows and not source.sized():
-                break
-            start = self._next
-            end = min(self.end, start + source.windowLength(start))
-            self._next = end
-            fetch = ensureDeferred(self._fetchWindow(start, end))
-            self._windows.append(_Window(start, end, fetch))
+        self._filling = True  # an answer that arrives at once calls back here: plan in order
+        try:
+            self._plan()
+        finally:
+            self._filling = False
         p = self.progress
         left = self.end - self._next
         p.windowsTotal = p.windowsDone + len(self._windows) + (self._current is not None)
         if left > 0:
             p.windowsTotal += -(-left // max(1, source.windowLength(self._next)))
+
+    def _plan(self) -> None:
+        source = self.source
+        while len(self._windows) < self.lookahead and self._next < self.end:
+            if self._windows and not source.sized():
+                break
+            start = self._next
+            length = source.windowLength(start)
+            free = self.lookahead - len(self._windows)
+            if source.chains and self.end - start <= length * free:
+                # The last windows: as many as there are free places, of one
+                # size, so that they are fetched side by side to the end.
+                length = max(1, -(-(self.end - start) // free))
+            end = min(self.end, start + length)
+            self._next = end
+            # The window is in the queue before its fetch starts (an answer
+            # may arrive at once); cancelling it cancels the fetch.
+            running: list[Deferred[Any]] = []
+            fetch: Deferred[Any] = Deferred(lambda d: running[0].cancel() if running else None)
+            self._windows.append(_Window(start, end, fetch))
+            running.append(ensureDeferred(self._fetchWindow(start, end)))
+            running[0].addBoth(_relay, fetch)
 
     async def _fetchWindow(self, start: int, end: int) -> list[list[tuple[_Page, int, int]]]:
         chains = self.source.chains
@@ -1361,6 +1385,15 @@ class Download(Generic[Row]):
             return result
 
         return d.addBoth(forget)
+
+
+def _relay(result: Any, to: Deferred[Any]) -> None:
+    """Fire *to* with *result*, unless it fired already (cancelled)."""
+    if not to.called:
+        if isinstance(result, Failure):
+            to.errback(result)
+        else:
+            to.callback(result)
 
 
 def _iso(milliseconds: int) -> str:

@@ -509,14 +509,21 @@ class _Output:
         return self.resumedRows + self.written
 
     def finish(self) -> None:
-        """Complete: close and rename ``FILE.part`` to ``FILE``."""
+        """Complete: close ``FILE.part``, on disk, and rename it to ``FILE``
+        (which keeps its permissions if it existed)."""
         self.writer.close()
         if self.path is None:
             return
+        stream = self._stream
+        if stream is not None:
+            stream.flush()
+            os.fsync(stream.fileno())
         self._closeStream()
         assert self.part is not None and self._working is not None
         if self._working != self.part:
             os.replace(self._working, self.part)
+        if os.path.exists(self.path):
+            shutil.copymode(self.path, self.part)
         os.replace(self.part, self.path)
         self._unlock()
 
@@ -776,6 +783,8 @@ async def _download(
     if start >= end:
         raise UsageError("--from must be before --to")
     quiet = bool(args.quiet)
+    if args.resume and not args.output:
+        raise UsageError("--resume needs -o FILE")
     formatName = _formatOf(args)
     writerClass = _WRITERS[formatName]
     # Usage problems show before anything is asked of the server.
