@@ -163,3 +163,15 @@ class Control(_controlBase()):  # type: ignore[misc]
 
     def lineReceived(self, line: bytes) -> None:
         self._waiting.pop(0).callback(line.decode())
+
+
+def stopChild(process: Any, seconds: float = 10) -> None:
+    """Close a child's stdin (bench servers stop on EOF) and wait for it; kill it after *seconds*."""
+    import subprocess
+
+    process.stdin.close()
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -62,7 +62,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the figures the official SDK runs (its one-second send tick makes the request "
                         "figures slow)")
     p.add_argument("--output", default=os.path.join(ROOT, "bench", "results"), help="directory for the JSON file")
-    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large "
+    p.add_argument("--only", default="", help="comma-separated subset: ceiling,stream,latency,inflight,large,history "
                    "(redis: bench.redis_publish, only when named)")
     args = p.parse_args(argv)
     if args.smoke:
@@ -298,6 +298,10 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
                 "--rate", "5000", "--warmup", "10000")]
     finally:
         server.close()
+    if wanted("history"):  # bench/history.py: downloads against the simulator's real rate limits
+        from bench import history
+
+        report["history"] = history.collect(args.quick, rounds, progress)
     report["figures"] = figures(runs, sizes)
     return report
 
@@ -493,6 +497,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report["path"] = path
     if "figures" in report:  # not with --only redis, which printed its own
         print(table(report))
+    if "history" in report:
+        from bench import history
+
+        print("\n" + history.table(report["history"]))
     print(f"\nall figures: {path}")
     return report
 

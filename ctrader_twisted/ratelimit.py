@@ -123,6 +123,11 @@ class RateLimiter:
         period = self._window
         self._general = _Window(limit, period) if limit else None
 
+    @property
+    def historicalRequestsPerSecond(self) -> int | None:
+        """The historical-data limit (``None``: unlimited)."""
+        return self._historical.limit if self._historical is not None else None
+
     def wait(self, payloadType: int) -> float:
         """Seconds to wait before a request of *payloadType* may be written (0: now)."""
         now = self._clock.seconds()

@@ -21,7 +21,8 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from ctrader_twisted import cli
-from ctrader_twisted.cli import history
+from ctrader_twisted.client import Client
+from ctrader_twisted.history import TRENDBAR_WINDOW_MS
 from ctrader_twisted.messages.OpenApiModelMessages_pb2 import ProtoOATrendbarPeriod
 from ctrader_twisted.simulator import Simulator
 
@@ -141,14 +142,14 @@ class CommandTests(TestCase):
     @inlineCallbacks
     def test_bars(self) -> Any:
         """``bars`` writes the bars of [from, to) as CSV, oldest first, prices with the symbol's digits."""
-        code, out, err = yield self.call("bars", "XAUUSD", "--period", "M15", "--from", "2026-01-05T00:00:00Z",
-                                         "--to", "2026-01-05T06:00:00+00:00")
+        code, out, err = yield self.call("bars", "XAUUSD", "--period", "M15", "--from", "2026-01-06T08:00:00Z",
+                                         "--to", "2026-01-06T14:00:00+00:00")
         self.assertEqual(code, 0, err)
         rows = list(csv.reader(io.StringIO(out)))
         self.assertEqual(rows[0], ["time", "open", "high", "low", "close", "volume"])
         times = [r[0] for r in rows[1:]]
         self.assertEqual(len(times), 24)
-        self.assertEqual(times[0], "2026-01-05T00:00:00.000Z")
+        self.assertEqual(times[0], "2026-01-06T08:00:00.000Z")
         self.assertEqual(times, sorted(times))
         for row in rows[1:]:
             o, h, l, c = (Decimal(x) for x in row[1:5])
@@ -161,19 +162,19 @@ class CommandTests(TestCase):
         """A range longer than the server allows per request is fetched in windows, without duplicates."""
         # M5 bars over 8 days: three windows of at most 3.5 days.
         requests = []
-        original = history.Client.request
+        original = Client.request
 
         def counting(client: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
             if message == "ProtoOAGetTrendbarsReq":
                 requests.append((kwargs["fromTimestamp"], kwargs["toTimestamp"]))
             return original(client, message, *args, **kwargs)
 
-        self.patch(history.Client, "request", counting)
+        self.patch(Client, "request", counting)
         code, out, err = yield self.call("bars", "EURUSD", "--period", "M5", "--from", "2025-12-01", "--to", "2025-12-09")
         self.assertEqual(code, 0, err)
         self.assertEqual(len(requests), 3)
         for start, end in requests:
-            self.assertLessEqual(end - start, history.TRENDBAR_WINDOW_MS[ProtoOATrendbarPeriod.M5])
+            self.assertLessEqual(end - start, TRENDBAR_WINDOW_MS[ProtoOATrendbarPeriod.M5])
         times = [line.split(",")[0] for line in out.splitlines()[1:]]
         self.assertEqual(len(times), len(set(times)))
         self.assertEqual(times, sorted(times))

@@ -110,10 +110,10 @@ class LoopbackTestCase(TestCase):
         self.assertEqual(closed.position.positionStatus, 2)
         reconcile = await client.request("ProtoOAReconcileReq", ctidTraderAccountId=accountId)
         self.assertEqual(list(reconcile.position), [])
-        now = self.sim.nowMs()
+        wednesday = 1_767_744_000_000  # 2026-01-07 00:00 UTC: two trading days follow
         bars = await client.request(
             "ProtoOAGetTrendbarsReq", ctidTraderAccountId=accountId, symbolId=1, period=9,
-            fromTimestamp=now - 48 * 3600_000, toTimestamp=now,
+            fromTimestamp=wednesday, toTimestamp=wednesday + 48 * 3600_000,
         )
         self.assertGreaterEqual(len(bars.trendbar), 47)
 

@@ -580,7 +580,8 @@ class TradingTests(SimulatorMemoryTestCase):
         self.assertEqual(self.executions()[-1].position.positionStatus, 2)  # CLOSED
         reconcile = self.link_.ok("ProtoOAReconcileReq", ctidTraderAccountId=self.accountId)
         self.assertEqual(list(reconcile.position), [])
-        deals = self.link_.ok("ProtoOADealListReq", ctidTraderAccountId=self.accountId, fromTimestamp=0, toTimestamp=2**50)
+        since = int(START * 1000)  # the account's own deals (its past, before START, is history's)
+        deals = self.link_.ok("ProtoOADealListReq", ctidTraderAccountId=self.accountId, fromTimestamp=since, toTimestamp=2**50)
         self.assertEqual(len(deals.deal), 3)
         byPosition = self.link_.ok("ProtoOADealListByPositionIdReq", ctidTraderAccountId=self.accountId, positionId=positionId)
         self.assertEqual(len(byPosition.deal), 3)
@@ -653,7 +654,9 @@ class TradingTests(SimulatorMemoryTestCase):
             self.link_.request("ProtoOAOrderDetailsReq", ctidTraderAccountId=self.accountId, orderId=999), NotFoundError
         ).value
         self.assertEqual(error.payload.DESCRIPTOR.name, "ProtoOAErrorRes")
-        orders = self.link_.ok("ProtoOAOrderListReq", ctidTraderAccountId=self.accountId, fromTimestamp=0, toTimestamp=2**50)
+        orders = self.link_.ok(
+            "ProtoOAOrderListReq", ctidTraderAccountId=self.accountId, fromTimestamp=int(START * 1000), toTimestamp=2**50
+        )
         self.assertEqual([o.orderId for o in orders.order], [orderId])
 
     def test_limitOrderFillsWhenTouched(self) -> None:

@@ -7,7 +7,10 @@ Subcommands::
     ctrader-twisted accounts
     ctrader-twisted symbols
     ctrader-twisted symbol EURUSD
-    ctrader-twisted bars EURUSD --period M15 --from 2026-01-05 --to 2026-01-06
+    ctrader-twisted bars EURUSD --period M15 --from 2026-01-05 --to 2026-01-06 -o eurusd.csv
+    ctrader-twisted ticks EURUSD --from 2026-01-05T10:00 --to 2026-01-05T11:00 --format jsonl
+    ctrader-twisted deals [ACCOUNT] --from 2026-01-01 -o deals.parquet
+    ctrader-twisted cashflow [ACCOUNT] --from 2026-01-01
     ctrader-twisted login
     ctrader-twisted simulator
     ctrader-twisted consume --redis URL --group NAME --account ID
@@ -18,7 +21,7 @@ See ``docs/cli.rst``.
 
 Exit status: 0 success, 1 a runtime failure (unreachable host, refused
 credentials, certificate failure, unknown symbol, server error), 2 bad usage
-or configuration.
+or configuration, 130 a history download interrupted by Ctrl-C.
 
 :func:`main` is the console entry point (it runs the reactor with
 ``twisted.internet.task.react``); :func:`run` does the same work on a running
@@ -36,7 +39,7 @@ package:
 * :mod:`~ctrader_twisted.cli.stream`: the ``stream`` command and its service;
 * :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``,
   ``simulator``;
-* :mod:`~ctrader_twisted.cli.history`: ``bars``;
+* :mod:`~ctrader_twisted.cli.history`: ``bars``, ``ticks``, ``deals``, ``cashflow``;
 * :mod:`~ctrader_twisted.cli.login`: ``login`` (OAuth in the browser, tokens
   kept in the token file);
 * :mod:`~ctrader_twisted.cli.jsonlines`: JSON lines, prices and times;
@@ -134,14 +137,7 @@ def buildParser() -> argparse.ArgumentParser:
     symbol = sub.add_parser("symbol", parents=[common], help="show one symbol's specification")
     symbol.add_argument("name", metavar="NAME")
 
-    bars = sub.add_parser("bars", parents=[common], help="historical trend bars as CSV",
-                          description="Fetch trend bars of [--from, --to) as CSV (time,open,high,low,close,volume); "
-                          "long ranges are split into the windows the server allows.")
-    bars.add_argument("name", metavar="NAME")
-    bars.add_argument("--period", default="H1", help="M1, M5, M15, H1, H4, D1, W1, MN1... (default H1)")
-    bars.add_argument("--from", dest="start", metavar="ISO", help="start, ISO 8601 (UTC when no offset; default: 100 bars back)")
-    bars.add_argument("--to", dest="end", metavar="ISO", help="end, ISO 8601 (default now)")
-    bars.add_argument("--output", "-o", metavar="FILE", help="write the CSV to FILE (default stdout)")
+    history.addHistoryParsers(sub, common)
 
     login.addParser(sub, common)
     addConsumeParser(sub)
@@ -173,6 +169,9 @@ _ONE_SHOT: dict[str, _Handler] = {
     "symbols": commands.symbols,
     "symbol": commands.symbol,
     "bars": history.bars,
+    "ticks": history.ticks,
+    "deals": history.deals,
+    "cashflow": history.cashflow,
 }
 
 

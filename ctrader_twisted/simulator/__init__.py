@@ -31,6 +31,7 @@ Where things live:
 * :mod:`.execution`: fills, money and execution events;
 * :mod:`.ticker`: the market clock; :mod:`.market`: prices and history;
   :mod:`.accounts` and :mod:`.data`: the records and reference data;
+  :mod:`.accounthistory`: each account's past (deals, orders, cash flow);
 * :mod:`.faults`: fault injection (:class:`Faults`); :mod:`.burst`: bulk
   output for benchmarks;
 * :mod:`.tap` and :mod:`.__main__`: ``twistd ctrader-simulator`` and

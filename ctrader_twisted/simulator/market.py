@@ -7,7 +7,10 @@ Two price sources, both deterministic for a given seed:
   recorded price levels of :mod:`.data`;
 * **history** (trend bars, tick data) comes from a deterministic function of
   time (slow waves plus hashed noise around the recorded level), so the same
-  request always returns the same bars, however the window is cut.
+  request always returns the same bars, however the window is cut. There is
+  history only in each symbol's weekly trading sessions (no ticks and no
+  bars at weekends and in the daily breaks), and ticks are denser in the
+  London and New York hours than in the Asian ones.
 
 Prices are integers in 1/100000 of a unit, rounded to each symbol's digits.
 """
@@ -28,9 +31,10 @@ from ..messages.OpenApiModelMessages_pb2 import (
     ProtoOATrendbar,
     ProtoOATrendbarPeriod as Period,
 )
+from ..history import TRENDBAR_WINDOW_MS
 from .data import SYMBOLS
 
-__all__ = ["Market", "SymbolState", "LiveBar", "PERIOD_MINUTES", "MAX_WINDOW_MS"]
+__all__ = ["Market", "SymbolState", "LiveBar", "PERIOD_MINUTES", "MAX_WINDOW_MS", "TICKS_PER_SECOND", "HOURLY_ACTIVITY"]
 
 #: Minutes per ``ProtoOATrendbarPeriod`` (W1 and MN1 are aligned specially).
 PERIOD_MINUTES: dict[int, int] = {
@@ -39,14 +43,24 @@ PERIOD_MINUTES: dict[int, int] = {
     Period.MN1: 43200,
 }
 
-#: Longest ``GetTrendbars`` window per period, in ms (the limits the official
-#: .NET SDK hard-codes; longer windows get ``INCORRECT_BOUNDARIES``).
-MAX_WINDOW_MS: dict[int, int] = {
-    **{p: 302_400_000 for p in (Period.M1, Period.M2, Period.M3, Period.M4, Period.M5)},
-    **{p: 21_168_000_000 for p in (Period.M10, Period.M15, Period.M30, Period.H1)},
-    **{p: 31_622_400_000 for p in (Period.H4, Period.H12, Period.D1)},
-    **{p: 158_112_000_000 for p in (Period.W1, Period.MN1)},
-}
+#: Longest ``GetTrendbars`` window per period, in ms (one table for the
+#: library and the simulator: :data:`ctrader_twisted.history.TRENDBAR_WINDOW_MS`).
+MAX_WINDOW_MS: dict[int, int] = TRENDBAR_WINDOW_MS
+
+#: Average history ticks per second of a symbol at activity 1 (see
+#: :data:`HOURLY_ACTIVITY`): about 60,000 a day, 300,000 a week, per side.
+TICKS_PER_SECOND = 0.75
+
+#: Relative tick activity per UTC hour: quiet in the Asian hours, busiest
+#: when London and New York overlap (13:00-16:00 UTC).
+HOURLY_ACTIVITY: tuple[float, ...] = (
+    0.35, 0.3, 0.3, 0.35, 0.4, 0.5, 0.6, 0.9, 1.3, 1.4, 1.3, 1.2,
+    1.4, 1.8, 1.9, 1.7, 1.3, 1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.35,
+)
+
+_WEEK = 604800
+#: A Sunday 00:00 UTC (1970-01-04): the weekly schedules count from Sundays.
+_SUNDAY = 3 * 86400
 
 _TWO_PI = 2 * math.pi
 
@@ -112,6 +126,8 @@ class SymbolState:
         self.tick = 10 ** (5 - self.digits) if self.digits <= 5 else 1
         self.level: int = spec["price"]
         self.spread: int = max(self.tick, spec["spread"] // self.tick * self.tick)
+        #: Weekly trading sessions: ``(start, end)`` seconds from Sunday 00:00 UTC.
+        self.schedule: list[tuple[int, int]] = sorted(spec.get("schedule") or [])
         self.step = max(1, round(self.level * 2e-5 / self.tick))
         self.bid = self.round(self.level)
         self.ask = self.bid + self.spread
@@ -140,8 +156,28 @@ class SymbolState:
 
     # --- history ------------------------------------------------------------------
 
+    def openIntervals(self, fromSecond: int, toSecond: int) -> Iterator[tuple[int, int]]:
+        """The trading sessions of the symbol's weekly schedule within
+        ``[fromSecond, toSecond)`` (UNIX seconds, UTC), oldest first, as
+        ``[start, end)`` pairs. A symbol without a schedule is always open."""
+        if fromSecond >= toSecond:
+            return
+        if not self.schedule:
+            yield fromSecond, toSecond
+            return
+        week = (fromSecond - _SUNDAY) // _WEEK * _WEEK + _SUNDAY
+        while week < toSecond:
+            for start, end in self.schedule:
+                a, b = max(week + start, fromSecond), min(week + end, toSecond)
+                if a < b:
+                    yield a, b
+            week += _WEEK
+
     def historicalBid(self, seconds: int) -> int:
         """The bid of the deterministic history at *seconds* (UNIX time)."""
+        return self._price(seconds, _mix(seconds ^ self._salt))
+
+    def _price(self, seconds: float, noise: int) -> int:
         p = self._phases
         wave = (
             0.010 * math.sin(_TWO_PI * seconds / 604800 + p[0])
@@ -149,20 +185,78 @@ class SymbolState:
             + 0.0008 * math.sin(_TWO_PI * seconds / 3600 + p[2])
             + 0.0002 * math.sin(_TWO_PI * seconds / 300 + p[3])
         )
-        noise = (_mix(seconds ^ self._salt) / 0xFFFFFFFF - 0.5) * 0.0002
-        return self.round(self.level * (1 + wave + noise))
+        return self.round(self.level * (1 + wave + (noise / 0xFFFFFFFF - 0.5) * 0.0002))
 
-    def historicalBar(self, period: Period, start: int) -> ProtoOATrendbar:
-        """The complete bar of *period* starting at minute *start*."""
+    def ticksPerSecond(self, second: int) -> float:
+        """The average number of history ticks per second around *second*
+        (open or not: see :meth:`openIntervals`)."""
+        return TICKS_PER_SECOND * HOURLY_ACTIVITY[second // 3600 % 24]
+
+    def _ticksIn(self, second: int) -> list[int]:
+        """The millisecond offsets of the history ticks of one open *second*, newest first."""
+        rate = TICKS_PER_SECOND * HOURLY_ACTIVITY[second // 3600 % 24]
+        h = _mix(second ^ self._salt ^ 0x5A5A)
+        count = int(rate) + (1 if (h & 0xFFFF) < (rate - int(rate)) * 0x10000 else 0)
+        if not count:
+            return []
+        offsets = {(h >> 16) % 1000}
+        x = h
+        while len(offsets) < count:
+            x = _mix(x + 0x9E37)
+            offsets.add(x % 1000)
+        return sorted(offsets, reverse=True)
+
+    def historicalTicks(self, quoteType: ProtoOAQuoteType, fromMs: int, toMs: int) -> Iterator[tuple[int, int]]:
+        """``(timestampMs, price)`` ticks in ``[fromMs, toMs]``, newest first.
+
+        Ticks come only in the symbol's trading sessions, about
+        :data:`TICKS_PER_SECOND` a second on average, more in the
+        London and New York hours than in the Asian ones
+        (:data:`HOURLY_ACTIVITY`), at deterministic instants; the ask is the
+        bid plus the spread (sometimes twice the spread).
+        """
+        if toMs < fromMs:
+            return
+        ask = quoteType == ProtoOAQuoteType.ASK
+        intervals = list(self.openIntervals(fromMs // 1000, toMs // 1000 + 1))
+        for start, end in reversed(intervals):
+            for second in range(end - 1, start - 1, -1):
+                for offset in self._ticksIn(second):
+                    ms = second * 1000 + offset
+                    if fromMs <= ms <= toMs:
+                        noise = _mix(ms ^ self._salt)
+                        bid = self._price(ms / 1000, noise)
+                        yield ms, bid + self.spread * (1 + (noise >> 30 == 3)) if ask else bid
+
+    def expectedTicks(self, fromSecond: int, toSecond: int) -> float:
+        """The average number of history ticks in ``[fromSecond, toSecond)``
+        (trading sessions only)."""
+        total = 0.0
+        for a, b in self.openIntervals(fromSecond, toSecond):
+            while a < b:
+                hourEnd = min(b, (a // 3600 + 1) * 3600)
+                total += (hourEnd - a) * HOURLY_ACTIVITY[a // 3600 % 24]
+                a = hourEnd
+        return total * TICKS_PER_SECOND
+
+    def historicalBar(self, period: Period, start: int) -> ProtoOATrendbar | None:
+        """The complete bar of *period* starting at minute *start*, or ``None``
+        when the symbol did not trade then (no ticks, no bar)."""
         end = nextBarStart(period, start)
-        first = start * 60
-        last = end * 60 - 1
+        intervals = list(self.openIntervals(start * 60, end * 60))
+        if not intervals:
+            return None
+        span = sum(b - a for a, b in intervals)
         samples = min(24, (end - start) * 4)
-        stride = (last - first) / samples
-        prices = [self.historicalBid(int(first + i * stride)) for i in range(samples + 1)]
-        prices[-1] = self.historicalBid(last)
+        points: list[int] = []
+        for a, b in intervals:  # the first and last second of each session, and points between
+            k = max(1, round(samples * (b - a) / span))
+            step = (b - 1 - a) / k
+            points.extend(int(a + i * step) for i in range(k + 1))
+        prices = [self.historicalBid(t) for t in points]
         low, high = min(prices), max(prices)
-        volume = 1 + _mix(start ^ self._salt ^ period) % (40 * (end - start) + 20)
+        ticks = self.expectedTicks(start * 60, end * 60)
+        volume = max(1, int(ticks * (0.85 + 0.3 * (_mix(start ^ self._salt ^ period) % 1000) / 1000)))
         return ProtoOATrendbar(
             volume=volume,
             period=period,
@@ -174,28 +268,23 @@ class SymbolState:
         )
 
     def historicalBars(self, period: Period, fromMs: int, toMs: int) -> Iterator[ProtoOATrendbar]:
-        """Complete bars whose start lies in ``[fromMs, toMs)``, oldest first."""
+        """Complete bars whose start lies in ``[fromMs, toMs)``, oldest first
+        (bars of closed hours are skipped without being computed)."""
         start = barStart(period, fromMs // 60000)
         if start * 60000 < fromMs:
             start = nextBarStart(period, start)
-        while start * 60000 < toMs:
-            yield self.historicalBar(period, start)
-            start = nextBarStart(period, start)
-
-    def historicalTicks(self, quoteType: ProtoOAQuoteType, fromMs: int, toMs: int) -> Iterator[tuple[int, int]]:
-        """``(timestampMs, price)`` ticks in ``[fromMs, toMs]``, newest first.
-
-        About one tick every 1.5 s of history, at deterministic instants.
-        """
-        second = toMs // 1000
-        while second * 1000 >= fromMs:
-            h = _mix(second ^ self._salt ^ 0x5A5A)
-            if h % 3 != 0:
-                ms = second * 1000 + h % 1000
-                if fromMs <= ms <= toMs:
-                    bid = self.historicalBid(second)
-                    yield ms, bid if quoteType == ProtoOAQuoteType.BID else bid + self.spread
-            second -= 1
+        limit = -(-toMs // 60000)  # the first minute not before toMs
+        for a, b in self.openIntervals(start * 60, limit * 60):
+            bar = barStart(period, a // 60)
+            if bar < start:
+                bar = start
+            while bar * 60 < b and bar < limit:
+                if bar * 60000 >= fromMs and bar * 60000 < toMs:
+                    made = self.historicalBar(period, bar)
+                    if made is not None:
+                        yield made
+                bar = nextBarStart(period, bar)
+            start = bar
 
     # --- live ----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from ...messages.OpenApiMessages_pb2 import (
     ProtoOAUnsubscribeSpotsRes,
 )
 from ...messages.OpenApiModelMessages_pb2 import ProtoOATickData
+from ...history import TICK_WINDOW_MS
 from ..market import MAX_WINDOW_MS, PERIOD_MINUTES
 from .registry import Registry, describeIds, distinctIds
 
@@ -45,8 +46,8 @@ __all__ = ["HANDLERS", "MAX_TRENDBARS", "MAX_TICKS", "MAX_TICK_WINDOW_MS"]
 MAX_TRENDBARS = 5000
 #: Most ticks in one ``ProtoOAGetTickDataRes``.
 MAX_TICKS = 5000
-#: Longest tick-data window, ms (one week).
-MAX_TICK_WINDOW_MS = 604_800_000
+#: Longest tick-data window, ms (one week; the library's table).
+MAX_TICK_WINDOW_MS = TICK_WINDOW_MS
 
 #: The handlers of this module.
 HANDLERS = Registry()
@@ -202,7 +203,9 @@ def unsubscribeDepth(
 
 @HANDLERS.handler(ProtoOAGetTrendbarsReq, account=True)
 def getTrendbars(session: Session, account: Account, req: ProtoOAGetTrendbarsReq, clientMsgId: str | None) -> None:
-    """Complete historical bars of a window (the newest :data:`MAX_TRENDBARS`, or ``count``)."""
+    """Complete historical bars whose open time lies in ``[fromTimestamp,
+    toTimestamp)``, oldest first: the newest :data:`MAX_TRENDBARS` (or
+    ``count``), with ``hasMore`` when the window holds more."""
     accountId = account.ctidTraderAccountId
     if not _knownSymbols(session, [req.symbolId], accountId, clientMsgId):
         return
@@ -242,7 +245,9 @@ def getTrendbars(session: Session, account: Account, req: ProtoOAGetTrendbarsReq
 
 @HANDLERS.handler(ProtoOAGetTickDataReq, account=True)
 def getTickData(session: Session, account: Account, req: ProtoOAGetTickDataReq, clientMsgId: str | None) -> None:
-    """Historical ticks of a window, newest first, then as differences."""
+    """Historical ticks of ``[fromTimestamp, toTimestamp]`` (both included), the
+    newest :data:`MAX_TICKS` first, each after the first as its difference to
+    the one before (``hasMore`` when the window holds more)."""
     accountId = account.ctidTraderAccountId
     if not _knownSymbols(session, [req.symbolId], accountId, clientMsgId):
         return

@@ -26,7 +26,8 @@ Fills, money and the execution events are :mod:`..execution`'s.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from bisect import bisect_left, bisect_right
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...messages.OpenApiMessages_pb2 import (
     ProtoOAAmendOrderReq,
@@ -75,6 +76,8 @@ from ...messages.OpenApiModelMessages_pb2 import (
     ProtoOATimeInForce,
     ProtoOATradeSide,
 )
+from ...history import CASH_FLOW_WINDOW_MS
+from ..accounthistory import pastOf
 from ..accounts import Order, Position
 from ..execution import (
     closeEmptyPosition,
@@ -96,10 +99,12 @@ if TYPE_CHECKING:
     from ..accounts import Account
     from ..session import Session
 
-__all__ = ["HANDLERS", "MAX_CASH_FLOW_WINDOW_MS"]
+__all__ = ["HANDLERS", "MAX_CASH_FLOW_WINDOW_MS", "MAX_DEALS"]
 
-#: Longest ``ProtoOACashFlowHistoryListReq`` window (one week).
-MAX_CASH_FLOW_WINDOW_MS = 604_800_000
+#: Longest ``ProtoOACashFlowHistoryListReq`` window (one week; the library's table).
+MAX_CASH_FLOW_WINDOW_MS = CASH_FLOW_WINDOW_MS
+#: Most deals in one ``ProtoOADealListRes`` (``hasMore`` tells there are more).
+MAX_DEALS = 1000
 
 #: The handlers of this module.
 HANDLERS = Registry()
@@ -423,16 +428,33 @@ def _window(req: Any, default: int) -> tuple[int, int]:
     return fromMs, toMs
 
 
+def _between(items: list[Any], fromMs: int, toMs: int, time: Callable[[Any], int]) -> list[Any]:
+    """The items of a time-ordered list whose time lies in ``[fromMs, toMs]``."""
+    return items[bisect_left(items, fromMs, key=time) : bisect_right(items, toMs, key=time)]
+
+
+def _dealTime(deal: Any) -> int:
+    return int(deal.executionTimestamp)
+
+
 @HANDLERS.handler(ProtoOADealListReq, account=True)
 def dealList(session: Session, account: Account, req: ProtoOADealListReq, clientMsgId: str | None) -> None:
-    """The deals of a window (the newest ``maxRows``)."""
-    fromMs, toMs = _window(req, session.simulator.nowMs())
-    deals = [d for d in account.deals if fromMs <= d.executionTimestamp <= toMs]
-    limit = req.maxRows if req.HasField("maxRows") and req.maxRows > 0 else len(deals)
+    """The deals executed in a window, newest first as the real server sends
+    them (the account's past, :mod:`..accounthistory`, then its own deals):
+    the newest ``maxRows``, at most :data:`MAX_DEALS`, with ``hasMore`` when
+    the window holds more."""
+    sim = session.simulator
+    fromMs, toMs = _window(req, sim.nowMs())
+    deals = _between(pastOf(sim, account).deals, fromMs, toMs, _dealTime)
+    deals += [d for d in account.deals if fromMs <= d.executionTimestamp <= toMs]
+    limit = MAX_DEALS
+    if req.HasField("maxRows") and req.maxRows > 0:
+        limit = min(limit, req.maxRows)
+    newest = sorted(deals, key=lambda d: (d.executionTimestamp, d.dealId), reverse=True)[:limit]
     session.send(
         ProtoOADealListRes(
             ctidTraderAccountId=account.ctidTraderAccountId,
-            deal=[d.toProto() for d in deals[-limit:]] if limit else [],
+            deal=[d.toProto() for d in newest],
             hasMore=len(deals) > limit,
         ),
         clientMsgId,
@@ -441,9 +463,11 @@ def dealList(session: Session, account: Account, req: ProtoOADealListReq, client
 
 @HANDLERS.handler(ProtoOAOrderListReq, account=True)
 def orderList(session: Session, account: Account, req: ProtoOAOrderListReq, clientMsgId: str | None) -> None:
-    """The orders opened in a window."""
-    fromMs, toMs = _window(req, session.simulator.nowMs())
-    orders = [o for o in account.orders.values() if fromMs <= o.openTimestamp <= toMs]
+    """The orders opened in a window (the account's past, then its own)."""
+    sim = session.simulator
+    fromMs, toMs = _window(req, sim.nowMs())
+    orders = _between(pastOf(sim, account).orders, fromMs, toMs, lambda o: int(o.openTimestamp))
+    orders += [o for o in account.orders.values() if fromMs <= o.openTimestamp <= toMs]
     session.send(
         ProtoOAOrderListRes(
             ctidTraderAccountId=account.ctidTraderAccountId, order=[o.toProto() for o in orders], hasMore=False
@@ -456,9 +480,12 @@ def orderList(session: Session, account: Account, req: ProtoOAOrderListReq, clie
 def dealListByPosition(
     session: Session, account: Account, req: ProtoOADealListByPositionIdReq, clientMsgId: str | None
 ) -> None:
-    """A position's deals of a window, newest first."""
+    """A position's deals of a window, newest first (positions of the past too)."""
     fromMs, toMs = _window(req, session.simulator.nowMs())
-    deals = [d for d in account.deals if d.positionId == req.positionId and fromMs <= d.executionTimestamp <= toMs]
+    deals = pastOf(session.simulator, account).byPosition.get(req.positionId, []) + [
+        d for d in account.deals if d.positionId == req.positionId
+    ]
+    deals = [d for d in deals if fromMs <= d.executionTimestamp <= toMs]
     session.send(
         ProtoOADealListByPositionIdRes(
             ctidTraderAccountId=account.ctidTraderAccountId, deal=[d.toProto() for d in reversed(deals)], hasMore=False
@@ -557,13 +584,15 @@ def expectedMargin(session: Session, account: Account, req: ProtoOAExpectedMargi
 
 @HANDLERS.handler(ProtoOACashFlowHistoryListReq, account=True)
 def cashFlow(session: Session, account: Account, req: ProtoOACashFlowHistoryListReq, clientMsgId: str | None) -> None:
-    """Deposits and withdrawals of a window of at most :data:`MAX_CASH_FLOW_WINDOW_MS`."""
+    """Deposits and withdrawals of a window of at most :data:`MAX_CASH_FLOW_WINDOW_MS`,
+    oldest first: the account's past (:mod:`..accounthistory`), then its own."""
     if req.toTimestamp <= req.fromTimestamp or req.toTimestamp - req.fromTimestamp > MAX_CASH_FLOW_WINDOW_MS:
         session.oaError(
             "INCORRECT_BOUNDARIES", "the window must be positive and at most one week", clientMsgId,
             account.ctidTraderAccountId,
         )
         return
+    operations = pastOf(session.simulator, account).cashFlow + account.cashFlow
     items = [
         ProtoOADepositWithdraw(
             operationType=(
@@ -573,10 +602,10 @@ def cashFlow(session: Session, account: Account, req: ProtoOACashFlowHistoryList
             balance=after,
             delta=abs(delta),
             changeBalanceTimestamp=timestamp,
-            balanceVersion=i + 1,
+            equity=after,
             moneyDigits=2,
         )
-        for i, (timestamp, delta, after) in enumerate(account.cashFlow)
+        for i, (timestamp, delta, after) in enumerate(operations)
         if req.fromTimestamp <= timestamp <= req.toTimestamp
     ]
     session.send(
