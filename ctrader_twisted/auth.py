@@ -231,7 +231,7 @@ class Auth:
 
     def getAuthUri(self, scope: str = "trading", baseUri: str = EndPoints.AUTH_URI) -> str:
         """The consent page's URL: send the user there; the service then
-        redirects to :attr:`redirectUri` with ``?code=...``.
+        redirects to *redirectUri* with ``?code=...``.
 
         Values are URL-encoded (a redirect URI holding ``&`` or ``?`` works);
         plain values give the same URL as the official SDK.
@@ -258,7 +258,7 @@ class Auth:
             returned too, as by the official SDK: ``errorCode`` and
             ``description`` are then set.
         :raises ValueError: a bad argument.
-        :raises TokenTimeoutError: no answer within :attr:`timeout`.
+        :raises TokenTimeoutError: no answer within *timeout* seconds.
         :raises TokenRequestError: no usable answer (unreachable, TLS failure,
             not JSON, an HTTP error without the service's JSON).
         """

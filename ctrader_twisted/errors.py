@@ -198,13 +198,15 @@ class RateLimitError(OpenApiError):
 
 
 class BlockedPayloadTypeError(RateLimitError):
-    """The payload type is blocked for :attr:`retryAfter` seconds."""
+    """The payload type is blocked for ``retryAfter`` seconds (see
+    :class:`OpenApiError`)."""
 
     codes = ("BLOCKED_PAYLOAD_TYPE",)
 
 
 class MaintenanceError(OpenApiError):
-    """The server is under maintenance until :attr:`maintenanceEndTimestamp`."""
+    """The server is under maintenance until ``maintenanceEndTimestamp``
+    (see :class:`OpenApiError`)."""
 
     codes = ("SERVER_IS_UNDER_MAINTENANCE",)
 
@@ -270,7 +272,7 @@ class NotFilledError(OrderError):
     """An order was accepted and then ended without any fill: cancelled
     (an immediate-or-cancel order that found no liquidity), expired or
     rejected by an ``ORDER_REJECTED`` execution event whose code has no more
-    specific class. :attr:`errorCode` is the event's code, or the execution
+    specific class. ``errorCode`` is the event's code, or the execution
     type (``ORDER_CANCELLED``, ``ORDER_EXPIRED``) when it has none."""
 
 

@@ -204,6 +204,8 @@ class Factory(ClientFactory):
         #: ``BLOCKED_PAYLOAD_TYPE`` is written again (after a hold) rather
         #: than failed; at most :attr:`maxRateLimitRetries` times.
         self.retryRateLimited = retryRateLimited
+        #: How many times one request is written again after rate-limit
+        #: refusals before it fails with the refusal.
         self.maxRateLimitRetries = 8
         #: Requests written again after a rate-limit refusal (a count for logs
         #: and benchmarks: it should stay 0).

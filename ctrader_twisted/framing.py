@@ -58,7 +58,7 @@ class FrameSplitter:
         if maxLength < 0:
             raise ValueError(f"maxLength must not be negative, got {maxLength}")
         self.maxLength = maxLength
-        #: The length announced by a prefix over :attr:`maxLength`, or ``None``.
+        #: The length announced by a prefix over *maxLength*, or ``None``.
         self.tooLarge: int | None = None
         # Bytes of a length prefix cut by the end of a read (fewer than 4).
         self._header = b""

@@ -173,7 +173,7 @@ class HistoryError(CTraderError):
 
 
 def utcTime(milliseconds: int) -> datetime:
-    """A UTC timestamp in milliseconds as a timezone-aware :class:`datetime`."""
+    """A UTC timestamp in milliseconds as a timezone-aware :class:`~datetime.datetime`."""
     return datetime.fromtimestamp(milliseconds / 1000, _UTC)
 
 
@@ -359,6 +359,8 @@ class CashFlow(NamedTuple):
         return utcTime(self.timestamp)
 
 
+#: The type of the rows a :class:`Download` delivers: :class:`Bar`,
+#: :class:`Tick`, :class:`Deal` or :class:`CashFlow`.
 Row = TypeVar("Row")
 
 
@@ -862,7 +864,8 @@ def pacerFor(client: Any) -> HistoryPacer:
 
 @dataclass
 class Progress:
-    """How far a download is; read it any time (:attr:`Download.progress`).
+    """How far a download is; read it any time (a :class:`Download`'s
+    ``progress``).
 
     :ivar start: the range's start, UTC ms.
     :ivar end: the range's end (excluded), UTC ms.
@@ -874,7 +877,7 @@ class Progress:
     :ivar requests: requests answered.
     :ivar retries: requests asked again after a failure that may pass
         (timeouts, lost connections); rate-limit refusals the core wrote
-        again are in :attr:`rateLimitRetries`.
+        again are in ``rateLimitRetries``.
     :ivar rateLimitRetries: requests the client wrote again after a
         rate-limit refusal while this download ran (all requests of the
         client: it should stay 0).
@@ -959,10 +962,10 @@ class Download(Generic[Row]):
     :func:`trendbars`, :func:`ticks`, :func:`deals` and :func:`cashFlow`.
 
     Nothing is asked until it is read. It can be read once, in one of the
-    ways :meth:`__aiter__`, :meth:`batches`, :meth:`each` or
+    ways ``async for``, :meth:`batches`, :meth:`each` or
     :meth:`eachBatch`. If a request fails for good, the rows of every window
     before it are delivered first, then the error is raised (iterators) or
-    the Deferred fails (callbacks); :attr:`progress` then says how far it
+    the Deferred fails (callbacks); ``progress`` then says how far it
     got (``coveredUntil``), which is where a new download may resume.
 
     :ivar progress: the :class:`Progress` of the download.

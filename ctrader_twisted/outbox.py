@@ -11,7 +11,7 @@
   ready, traffic opens and the limits allow, with one timer for the whole
   queue;
 * the **traffic gate**: a managed session holds user requests after every
-  connect until the client has restored it (:meth:`hold`, :meth:`release`);
+  connect until the client has restored it (:meth:`Outbox.hold`, :meth:`Outbox.release`);
   priority requests (the restore's own) pass the gate.
 
 A request that leaves the queue without being written (cancelled, timed

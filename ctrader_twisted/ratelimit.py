@@ -175,7 +175,7 @@ class RateLimiter:
         """The server refused a request of *payloadType* for its rate limit:
         hold the type for a delay that doubles with each refusal in a row
         (0.25 s, 0.5 s, ... up to 8 s; a refusal more than
-        :data:`_BACKOFF_RESET` seconds after the previous one starts again).
+        30 s after the previous one starts again).
 
         :returns: the hold applied, seconds.
         """

@@ -266,7 +266,7 @@ class Session:
 
         :returns: a Deferred firing with ``ProtoOARefreshTokenRes``; the
             accounts of the refreshed token then use the new one, and
-            :attr:`onTokensRefreshed` has been called.
+            ``onTokensRefreshed`` has been called.
         """
         if self._refreshToken is None:
             return fail(NotConnectedError("no refresh token: call setTokenRefresher() first"))
@@ -314,7 +314,7 @@ class Session:
             (:class:`~ctrader_twisted.errors.AccessTokenInvalidError`,
             :class:`~ctrader_twisted.errors.AccountNotAuthorizedError`, or
             the refresh's own error), and the account is then dropped and
-            reported to :attr:`onAccountLost`; other failures (timeouts, a
+            reported to ``onAccountLost``; other failures (timeouts, a
             lost connection) leave the account in place.
         """
         return ensureDeferred(self._authorize(account))

@@ -92,7 +92,7 @@ class ScriptedPeer:
     """The transport-neutral half of a scripted Open API peer.
 
     It records every ``ProtoMessage`` received, answers automatically where
-    told (:attr:`auto`), and sends what the test asks. Subclasses call
+    told (``auto``), and sends what the test asks. Subclasses call
     :meth:`messageReceived` with each received message's bytes and implement
     :meth:`pushRaw` (one frame out).
 
@@ -108,7 +108,7 @@ class ScriptedPeer:
         self.auto: dict[int, Callable[[Any], Any]] = {}
 
     def messageReceived(self, data: bytes) -> None:
-        """Record one received frame; answer it if :attr:`auto` says how."""
+        """Record one received frame; answer it if ``auto`` says how."""
         message = ProtoMessage.FromString(data)
         self.received.append(message)
         handler = self.auto.get(message.payloadType)
@@ -263,7 +263,7 @@ class MemoryEndpoint:
     :ivar pumps: their pumps.
     :ivar refuse: while true, attempts fail with ``ConnectionRefusedError``.
     :ivar onServer: called with each new server before it is connected (set
-        :attr:`ScriptedPeer.auto` answers there).
+        :class:`ScriptedPeer`'s ``auto`` answers there).
     """
 
     def __init__(self, clock: Clock, makeServer: Callable[[], IProtocol] | None = None) -> None:

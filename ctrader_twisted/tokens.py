@@ -19,7 +19,7 @@ store has not kept. A store backed by a slow service should keep a local copy
 first.
 
 Each saved pair records fingerprints (SHA-256, never the tokens themselves) of
-the tokens it replaces (:attr:`Tokens.replaces`). That is how the command line
+the tokens it replaces (``replaces`` of :class:`Tokens`). That is how the command line
 tells whether stored tokens are newer than the ones in a config file or the
 environment (see :func:`preferStored`).
 """
@@ -155,7 +155,7 @@ class Tokens:
         ``tokenType``/``expiresIn`` (the cTrader service) and their
         snake_case forms.
 
-        :param now: the time of the answer (POSIX seconds) for :attr:`expiresAt`.
+        :param now: the time of the answer (POSIX seconds) for ``expiresAt``.
         :raises ValueError: a field is missing or out of bounds (the message
             names the field, never its value).
         """
@@ -360,7 +360,7 @@ class FileTokenStore:
         return f"<FileTokenStore {str(self.path)!r} key={self.key!r}>"
 
     def load(self) -> Tokens | None:
-        """The tokens kept for :attr:`key`, or ``None`` (no file, or no entry).
+        """The tokens kept for the store's *key*, or ``None`` (no file, or no entry).
 
         :raises TokenStoreError: the file cannot be read or is malformed.
         """
@@ -373,7 +373,7 @@ class FileTokenStore:
             raise TokenStoreError(f"token file {self.path}: the entry of {self.key!r} is malformed ({error})") from None
 
     def save(self, tokens: Tokens) -> None:
-        """Keep *tokens* for :attr:`key`; other applications' entries are kept.
+        """Keep *tokens* for the store's *key*; other applications' entries are kept.
 
         A malformed existing file is moved aside to ``<name>.bad`` (and a
         warning logged) rather than blocking the save: the new tokens may be

@@ -18,23 +18,29 @@ Typical use in a trial test::
 
 Importing this package does not import the global reactor.
 
-Where things live:
+Where things live (modules documented in the API reference are linked):
 
-* :mod:`.server`: :class:`Simulator` (configuration, sessions, server events);
-* :mod:`.listening`: ports and certificates (:class:`Listening`), with
-  :mod:`.certs` minting them;
-* :mod:`.protocol`: the TCP and WebSocket server protocols;
-* :mod:`.session`: one connection's :class:`Session` (rate limits,
-  heartbeats, idle timeout, dispatch);
-* :mod:`.handlers`: the request handlers (``auth``, ``refdata``,
-  ``marketdata``, ``trading``) and their registry;
-* :mod:`.execution`: fills, money and execution events;
-* :mod:`.ticker`: the market clock; :mod:`.market`: prices and history;
-  :mod:`.accounts` and :mod:`.data`: the records and reference data;
-  :mod:`.accounthistory`: each account's past (deals, orders, cash flow);
-* :mod:`.faults`: fault injection (:class:`Faults`); :mod:`.burst`: bulk
-  output for benchmarks;
-* :mod:`.tap` and :mod:`.__main__`: ``twistd ctrader-simulator`` and
+* :mod:`~ctrader_twisted.simulator.server`: :class:`Simulator`
+  (configuration, sessions, server events);
+* :mod:`~ctrader_twisted.simulator.listening`: ports and certificates
+  (:class:`Listening`), with :mod:`~ctrader_twisted.simulator.certs`
+  minting them;
+* :mod:`~ctrader_twisted.simulator.protocol`: the TCP and WebSocket server
+  protocols;
+* :mod:`~ctrader_twisted.simulator.session`: one connection's
+  :class:`Session` (rate limits, heartbeats, idle timeout, dispatch);
+* :mod:`~ctrader_twisted.simulator.handlers`: the request handlers
+  (``auth``, ``refdata``, ``marketdata``, ``trading``) and their registry;
+* ``execution``: fills, money and execution events;
+* ``ticker``: the market clock; ``market``: prices and history;
+  :mod:`~ctrader_twisted.simulator.accounts` and
+  :mod:`~ctrader_twisted.simulator.data`: the records and reference data;
+  ``accounthistory``: each account's past (deals, orders, cash flow);
+* :mod:`~ctrader_twisted.simulator.oauth`: the OAuth consent page and token
+  endpoint;
+* :mod:`~ctrader_twisted.simulator.faults`: fault injection
+  (:class:`Faults`); ``burst``: bulk output for benchmarks;
+* ``tap`` and ``__main__``: ``twistd ctrader-simulator`` and
   ``python -m ctrader_twisted.simulator``.
 """
 

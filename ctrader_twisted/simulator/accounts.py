@@ -1,7 +1,7 @@
 """Accounts, tokens and the trading records the simulator keeps per account.
 
-Plain data: the rules that change them live in :mod:`.execution` and
-:mod:`.handlers.trading`. Money is in
+Plain data: the rules that change them live in ``execution`` and
+``handlers.trading``. Money is in
 cents of the deposit currency (``moneyDigits`` 2), volumes in cents of units,
 order and position prices as floats (as on the wire), spot prices as integers
 in 1/100000 of a unit.

@@ -3,8 +3,9 @@
 
 :func:`listen` opens the TLS TCP, ``wss://`` and plain TCP ports a
 :class:`~ctrader_twisted.simulator.Simulator` asks for, with a server
-certificate from :func:`serverCertificates` (minted by :mod:`.certs` unless
-one is supplied), and describes them in a :class:`Listening`.
+certificate from :func:`serverCertificates` (minted by
+:mod:`~ctrader_twisted.simulator.certs` unless one is supplied), and
+describes them in a :class:`Listening`.
 """
 
 from __future__ import annotations

@@ -8,14 +8,17 @@ what ``openapi.ctrader.com`` serves:
 ``GET /apps/auth?client_id=&redirect_uri=&scope=``
     the consent page. The simulator has no user to ask: it redirects at
     once to ``redirect_uri?code=...`` (or ``?error=access_denied`` when
-    :attr:`OAuthService.denyConsent` is set, ``?error=invalid_scope`` for a
+    the service's ``denyConsent`` is set, ``?error=invalid_scope`` for a
     scope other than ``trading`` and ``accounts``). An unknown client id or a
     redirect URI not registered for the application gets an error page, and
     no redirect.
 
-``GET /apps/token?grant_type=authorization_code&code=&redirect_uri=&client_id=&client_secret=``
-``GET /apps/token?grant_type=refresh_token&refresh_token=&client_id=&client_secret=``
-    the token endpoint. It answers JSON with ``accessToken``,
+``GET /apps/token``
+    the token endpoint, with the query
+    ``grant_type=authorization_code&code=&redirect_uri=&client_id=&client_secret=``
+    (a code) or
+    ``grant_type=refresh_token&refresh_token=&client_id=&client_secret=``
+    (a refresh). It answers JSON with ``accessToken``,
     ``tokenType``, ``expiresIn``, ``refreshToken``, ``errorCode`` and
     ``description``: the error fields are ``null`` on success, the token
     fields ``null`` on failure (HTTP 200 either way, as the service's own
@@ -59,7 +62,7 @@ CODE_LIFETIME = 60.0
 #: Codes kept at most (oldest dropped first): bounds memory under a flood.
 MAX_CODES = 1000
 #: Hosts of the redirect URIs accepted without registration (see
-#: :attr:`OAuthService.allowLoopbackRedirects`).
+#: :class:`OAuthService`'s ``allowLoopbackRedirects``).
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 

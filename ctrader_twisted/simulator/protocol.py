@@ -2,7 +2,7 @@
 """The simulator's transport protocols: TCP framing and WebSocket messages.
 
 Both only move frames; everything above framing is the connection's
-:class:`.session.Session`, opened by the simulator when the connection is
+:class:`~ctrader_twisted.simulator.session.Session`, opened by the simulator when the connection is
 made. The TCP protocol splits the stream with
 :class:`ctrader_twisted.framing.FrameSplitter` (4-byte big-endian length,
 then a serialized ``ProtoMessage``); the WebSocket protocol is an Autobahn
@@ -10,7 +10,7 @@ then a serialized ``ProtoMessage``); the WebSocket protocol is an Autobahn
 binary message. Both provide what a session needs of its connection
 (:class:`.session.ServerConnection`), and both register the session as
 their transport's streaming producer, so that a client that does not read
-pauses it (see :mod:`.session`).
+pauses it (see :mod:`~ctrader_twisted.simulator.session`).
 
 Every timer of the WebSocket protocol runs on the simulator's clock, so that
 the simulator works in memory on a ``task.Clock``

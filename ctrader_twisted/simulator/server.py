@@ -3,12 +3,12 @@
 
 A simulator owns what all its connections share: the applications, accounts,
 tokens and symbols it is configured with, the market, the fault switches
-(:mod:`.faults`), the market ticker (:mod:`.ticker`) and the table of
-request handlers (:mod:`.handlers`). It opens a
-:class:`~.session.Session` per connection, pushes server events
+(:mod:`~ctrader_twisted.simulator.faults`), the market ticker (``ticker``) and the table of
+request handlers (:mod:`~ctrader_twisted.simulator.handlers`). It opens a
+:class:`~ctrader_twisted.simulator.session.Session` per connection, pushes server events
 (:meth:`Simulator.sendEvent`, :meth:`Simulator.accountEvent`, token
 invalidation) to the sessions concerned, and listens on ports through
-:mod:`.listening`.
+:mod:`~ctrader_twisted.simulator.listening`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Simulator:
     :param maxBufferedBytes: how many bytes of answers and events may wait
         for a client that does not read, beyond its transport's high-water
         mark, before the connection is dropped (spot and depth events are
-        coalesced instead, see :mod:`.session`).
+        coalesced instead, see :mod:`~ctrader_twisted.simulator.session`).
     :raises ValueError: a time is negative, not a number or infinite (or
         *spotInterval* is not positive), or a size or limit is not positive.
     :param marketHours: follow the symbols' trading schedules (UTC): a
@@ -216,7 +216,8 @@ class Simulator:
         :param ctidTraderAccountId: the id, or ``None`` for the next free one.
         :param balance: in cents of USD (the deposit currency).
         :param leverageInCents: 10000 is 1:100.
-        :param grantDefaultToken: let :attr:`accessToken` authorize it too.
+        :param grantDefaultToken: let the default access token
+            (``accessToken``) authorize it too.
         """
         if ctidTraderAccountId is None:
             ctidTraderAccountId = max(self.accounts, default=2000000) + 1

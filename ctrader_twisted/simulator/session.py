@@ -2,7 +2,7 @@
 """One client connection's session: the Open API's rules above framing.
 
 A :class:`Session` is transport-neutral: the TCP and WebSocket server
-protocols (:mod:`.protocol`) hand it complete frames and give it a
+protocols (:mod:`~ctrader_twisted.simulator.protocol`) hand it complete frames and give it a
 :class:`ServerConnection`. It keeps the connection's state (application
 authentication, authorized accounts, subscriptions), enforces the
 per-connection rate limits (with :class:`ctrader_twisted.ratelimit.RateLimiter`),

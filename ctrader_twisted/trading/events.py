@@ -7,26 +7,26 @@ datetimes. Subscribe with :meth:`Trader.on <ctrader_twisted.trading.Trader.on>`
 (callbacks, with filters) or :meth:`Trader.stream
 <ctrader_twisted.trading.Trader.stream>` (async iterators).
 
-=======================  ==========================================  ===========================
-event                    from                                        filters
-=======================  ==========================================  ===========================
-:class:`Spot`            ``ProtoOASpotEvent``                        ``symbol``
-:class:`Bar`             the live bars of ``ProtoOASpotEvent``       ``symbol``, ``period``
-:class:`Depth`           ``ProtoOADepthEvent`` (an order book)       ``symbol``
-:class:`Execution`       ``ProtoOAExecutionEvent``                   ``symbol``, ``orderId``,
-                                                                     ``positionId``, ``type``
-:class:`OrderRejection`  ``ProtoOAOrderErrorEvent``                  ``orderId``, ``positionId``
-:class:`MarginChanged`   ``ProtoOAMarginChangedEvent``               ``positionId``
-:class:`PnLChanged`      ``ProtoOAv1PnLChangeEvent``
-:class:`TraderUpdated`   ``ProtoOATraderUpdatedEvent``
-:class:`TrailingStop`    ``ProtoOATrailingSLChangedEvent``           ``positionId``
-:class:`MarginCall`      ``ProtoOAMarginCallTriggerEvent``,
-                         ``ProtoOAMarginCallUpdateEvent``
-:class:`SymbolChanged`   ``ProtoOASymbolChangedEvent``
-:class:`AccountLogout`   ``ProtoOAAccountDisconnectEvent``
-:class:`TokenInvalidated` ``ProtoOAAccountsTokenInvalidatedEvent``
-:class:`AccountChanged`  the account model (after it changed)        ``positionId``, ``orderId``
-=======================  ==========================================  ===========================
+=========================  ==========================================  ===========================
+event                      from                                        filters
+=========================  ==========================================  ===========================
+:class:`Spot`              ``ProtoOASpotEvent``                        ``symbol``
+:class:`Bar`               the live bars of ``ProtoOASpotEvent``       ``symbol``, ``period``
+:class:`Depth`             ``ProtoOADepthEvent`` (an order book)       ``symbol``
+:class:`Execution`         ``ProtoOAExecutionEvent``                   ``symbol``, ``orderId``,
+                                                                       ``positionId``, ``type``
+:class:`OrderRejection`    ``ProtoOAOrderErrorEvent``                  ``orderId``, ``positionId``
+:class:`MarginChanged`     ``ProtoOAMarginChangedEvent``               ``positionId``
+:class:`PnLChanged`        ``ProtoOAv1PnLChangeEvent``
+:class:`TraderUpdated`     ``ProtoOATraderUpdatedEvent``
+:class:`TrailingStop`      ``ProtoOATrailingSLChangedEvent``           ``positionId``
+:class:`MarginCall`        ``ProtoOAMarginCallTriggerEvent``,
+                           ``ProtoOAMarginCallUpdateEvent``
+:class:`SymbolChanged`     ``ProtoOASymbolChangedEvent``
+:class:`AccountLogout`     ``ProtoOAAccountDisconnectEvent``
+:class:`TokenInvalidated`  ``ProtoOAAccountsTokenInvalidatedEvent``
+:class:`AccountChanged`    the account model (after it changed)        ``positionId``, ``orderId``
+=========================  ==========================================  ===========================
 """
 
 from __future__ import annotations

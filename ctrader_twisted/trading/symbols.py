@@ -79,7 +79,7 @@ class SymbolDetails:
     where they are exact integers (volumes in cents of a unit).
 
     :ivar schedule: trading intervals, seconds from Sunday 00:00 in
-        :attr:`scheduleTimeZone` (UTC when the server names none).
+        ``scheduleTimeZone`` (UTC when the server names none).
     :ivar swapTime: minutes after 00:00 UTC of the first swap charge.
     :ivar raw: the ``ProtoOASymbol``.
     """
@@ -446,7 +446,7 @@ class SymbolCatalogue:
 
     def getMany(self, symbols: Sequence[str | int | Symbol]) -> Deferred[list[Symbol]]:
         """Several symbols with their details; the missing ones are fetched in
-        one request (per :data:`DETAILS_BATCH`).
+        requests of at most 100 symbols each (``DETAILS_BATCH``).
 
         :returns: a Deferred firing with the symbols in the order asked.
         """

@@ -1,13 +1,13 @@
 # -*- test-case-name: tests.test_simulator_handlers -*-
 """The simulator's request handlers, one module per concern.
 
-* :mod:`.auth`: application and account authentication, tokens, account
+* ``handlers.auth``: application and account authentication, tokens, account
   lists, the cTID profile, token refresh, the server version;
-* :mod:`.refdata`: assets, asset classes, symbol categories, symbols,
+* ``handlers.refdata``: assets, asset classes, symbol categories, symbols,
   conversion chains, the trader;
-* :mod:`.marketdata`: spot, live trend-bar and depth subscriptions, trend-bar
+* ``handlers.marketdata``: spot, live trend-bar and depth subscriptions, trend-bar
   and tick history;
-* :mod:`.trading`: orders, positions, reconcile, deal and order lists,
+* ``handlers.trading``: orders, positions, reconcile, deal and order lists,
   details, unrealized profit, expected margin, cash flow.
 
 Each module declares its handlers on its own
@@ -25,6 +25,6 @@ __all__ = ["Registry", "Route", "defaultRegistry"]
 
 
 def defaultRegistry() -> Registry:
-    """A new table of every handler of :mod:`.auth`, :mod:`.refdata`,
-    :mod:`.marketdata` and :mod:`.trading`."""
+    """A new table of every handler of ``handlers.auth``, ``handlers.refdata``,
+    ``handlers.marketdata`` and ``handlers.trading``."""
     return Registry(auth.HANDLERS, refdata.HANDLERS, marketdata.HANDLERS, trading.HANDLERS)

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_simulator_handlers -*-
 """The table of request handlers, and the decorator that fills it.
 
-Each handler module (:mod:`.auth`, :mod:`.refdata`, :mod:`.marketdata`,
-:mod:`.trading`) keeps its own :class:`Registry`, ``HANDLERS``, and declares
+Each handler module (``handlers.auth``, ``handlers.refdata``, ``handlers.marketdata``,
+``handlers.trading``) keeps its own :class:`Registry`, ``HANDLERS``, and declares
 every handler on it::
 
     HANDLERS = Registry()
@@ -30,7 +30,7 @@ fails (the handler is not called):
   without ``account`` the signature is ``handler(session, request, clientMsgId)``.
 
 A handler that raises is contained by the session: it logs the traceback and
-answers ``UNKNOWN_ERROR`` (see :mod:`..session`).
+answers ``UNKNOWN_ERROR`` (see :mod:`~ctrader_twisted.simulator.session`).
 
 Lists in requests are hostile input: :func:`distinctIds` bounds a list of
 ids to :data:`MAX_IDS` entries and removes repeats, and :func:`describeIds`
@@ -65,7 +65,7 @@ class Route:
 
     :ivar requestClass: the request message class (its payload type is the key).
     :ivar function: the handler: ``function(session, request, clientMsgId)``,
-        or ``function(session, account, request, clientMsgId)`` with :attr:`account`.
+        or ``function(session, account, request, clientMsgId)`` with ``account``.
     :ivar account: whether the request names an account that must be
         authorized on the connection (the handler then gets the account).
     :ivar application: whether the connection must have authenticated its
@@ -79,7 +79,7 @@ class Route:
 
     @property
     def payloadType(self) -> int:
-        """The payload type of :attr:`requestClass`."""
+        """The payload type of ``requestClass``."""
         return Protobuf.get_type(self.requestClass)
 
     def __call__(self, session: Session, request: Any, clientMsgId: str | None) -> None:

@@ -1,0 +1,96 @@
+"""The ``simulator-symbols`` directive: the simulator's symbols, from its data.
+
+``docs/simulator.rst`` writes::
+
+    .. simulator-symbols::
+
+and the build renders a table of every symbol in
+:data:`ctrader_twisted.simulator.data.SYMBOLS`, as the simulator serves it,
+so the page cannot go stale when a symbol is added. :func:`symbolTable` is
+the table as reStructuredText lines (``tests/test_docs.py`` checks it
+against what the simulator answers).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+HEADER = ["id", "name", "description", "category", "digits", "pip position",
+          "lot", "volume in lots: min, step, max", "starting bid / ask"]
+
+
+def _lots(volume: int, lotSize: int) -> str:
+    lots = Decimal(volume) / Decimal(lotSize)
+    return f"{lots.normalize():f}"
+
+
+def _price(wire: int, digits: int) -> str:
+    return f"{Decimal(wire) / Decimal(100000):.{digits}f}"
+
+
+def symbolRows() -> list[list[str]]:
+    """One row of text cells per symbol the simulator serves, by symbol id."""
+    from ctrader_twisted.simulator.data import ASSET_CLASSES, ASSETS, SYMBOL_CATEGORIES, SYMBOLS
+
+    classes = {classId: name for classId, name, _ in ASSET_CLASSES}
+    categories = {categoryId: f"{classes[classId]} / {name}" if classes[classId] != name else name
+                  for categoryId, classId, name, _ in SYMBOL_CATEGORIES}
+    assets = {assetId: name for assetId, name, _, _ in ASSETS}
+    rows = []
+    for symbolId in sorted(SYMBOLS):
+        light, spec = SYMBOLS[symbolId]["light"], SYMBOLS[symbolId]["spec"]
+        digits, lotSize = spec["digits"], spec["lotSize"]
+        units = Decimal(lotSize) / 100
+        unitName = spec.get("measurementUnits") or assets[light["baseAssetId"]]
+        price, spread = SYMBOLS[symbolId]["price"], SYMBOLS[symbolId]["spread"]
+        rows.append([
+            str(symbolId),
+            light["symbolName"],
+            light["description"],
+            categories[light["symbolCategoryId"]],
+            str(digits),
+            str(spec["pipPosition"]),
+            f"{units.normalize():,f} {unitName}",
+            ", ".join(_lots(spec[key], lotSize) for key in ("minVolume", "stepVolume", "maxVolume")),
+            f"{_price(price, digits)} / {_price(price + spread, digits)}",
+        ])
+    return rows
+
+
+def symbolTable() -> list[str]:
+    """The symbols as a reStructuredText ``list-table``."""
+    lines = [".. list-table:: The simulator's symbols",
+             "   :header-rows: 1",
+             "   :class: simulator-symbols",
+             ""]
+    for row in [HEADER, *symbolRows()]:
+        cells = [f"``{cell}``" if index == 1 and row is not HEADER else cell for index, cell in enumerate(row)]
+        lines.append(f"   * - {cells[0]}")
+        lines.extend(f"     - {cell}" for cell in cells[1:])
+    return lines
+
+
+class SimulatorSymbols(SphinxDirective):
+    """Renders :func:`symbolTable`."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        self.env.note_dependency(__file__)
+        from ctrader_twisted.simulator import data
+
+        self.env.note_dependency(data.__file__)
+        container = nodes.container()
+        self.state.nested_parse(StringList(symbolTable(), source="<simulator-symbols>"), self.content_offset, container)
+        return list(container.children)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("simulator-symbols", SimulatorSymbols)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
