@@ -58,6 +58,14 @@ autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_inherit_docstrings = True
+# Defaults as written (``protocol=TcpProtocol``, not the class repr).
+autodoc_preserve_defaults = True
+# Long signatures (``Client``) one parameter per line.
+python_maximum_signature_line_length = 88
+# Defaults as written (``protocol=TcpProtocol``, not the class repr).
+autodoc_preserve_defaults = True
+# Long signatures (``Client``) one parameter per line.
+python_maximum_signature_line_length = 88
 
 nitpicky = True
 nitpick_ignore_regex = [
