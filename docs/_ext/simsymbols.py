@@ -22,7 +22,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 HEADER = ["id", "name", "description", "category", "digits", "pip position",
-          "lot", "volume in lots: min, step, max", "starting bid / ask"]
+          "units per lot", "lots: min, step, max", "bid / ask at start"]
 
 
 def _lots(volume: int, lotSize: int) -> str:
@@ -36,18 +36,16 @@ def _price(wire: int, digits: int) -> str:
 
 def symbolRows() -> list[list[str]]:
     """One row of text cells per symbol the simulator serves, by symbol id."""
-    from ctrader_twisted.simulator.data import ASSET_CLASSES, ASSETS, SYMBOL_CATEGORIES, SYMBOLS
+    from ctrader_twisted.simulator.data import ASSET_CLASSES, SYMBOL_CATEGORIES, SYMBOLS
 
     classes = {classId: name for classId, name, _ in ASSET_CLASSES}
     categories = {categoryId: f"{classes[classId]} / {name}" if classes[classId] != name else name
                   for categoryId, classId, name, _ in SYMBOL_CATEGORIES}
-    assets = {assetId: name for assetId, name, _, _ in ASSETS}
     rows = []
     for symbolId in sorted(SYMBOLS):
         light, spec = SYMBOLS[symbolId]["light"], SYMBOLS[symbolId]["spec"]
         digits, lotSize = spec["digits"], spec["lotSize"]
-        units = Decimal(lotSize) / 100
-        unitName = spec.get("measurementUnits") or assets[light["baseAssetId"]]
+        units = Decimal(lotSize) / 100  # volumes are in cents of a unit
         price, spread = SYMBOLS[symbolId]["price"], SYMBOLS[symbolId]["spread"]
         rows.append([
             str(symbolId),
@@ -56,7 +54,7 @@ def symbolRows() -> list[list[str]]:
             categories[light["symbolCategoryId"]],
             str(digits),
             str(spec["pipPosition"]),
-            f"{units.normalize():,f} {unitName}",
+            f"{units.normalize():,f}",
             ", ".join(_lots(spec[key], lotSize) for key in ("minVolume", "stepVolume", "maxVolume")),
             f"{_price(price, digits)} / {_price(price + spread, digits)}",
         ])
