@@ -15,9 +15,25 @@ def sharedDir() -> Path:
     return Path(os.environ.get("CTRADER_TWISTED_SHARED", ROOT.parent / "shared"))
 
 
+#: What each folder of reference files holds, for skip messages.
+REFERENCE_FILES = {
+    "openapi-proto": "Spotware's .proto files of the Open API",
+    "recorded": "payloads recorded from a real cTrader server",
+}
+
+
 def referenceDir(*parts: str) -> Path:
-    """A folder under ``shared/reference``; skips the test when it is absent."""
+    """A folder under ``shared/reference``; skips the test when it is absent.
+
+    The skip says what is missing and how to provide it, in words (no path
+    of the machine the suite runs on).
+    """
     path = sharedDir().joinpath("reference", *parts)
     if not path.exists():
-        raise SkipTest(f"{path} is not available (a fresh clone has no shared/)")
+        name = "/".join(parts)
+        what = REFERENCE_FILES.get(parts[0] if parts else "", "reference files")
+        raise SkipTest(
+            f"needs the project's reference files ({what}), which are not part of a release or of a clone "
+            f"of the repository: to run it, set CTRADER_TWISTED_SHARED to the folder that holds reference/{name}"
+        )
     return path
