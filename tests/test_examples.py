@@ -77,6 +77,29 @@ class ExamplesTests(TestCase):
         ])
         self.assertRegex(out.splitlines()[0], r"^tokens kept; the access token expires \d{4}-\d\d-\d\d UTC$")
 
+    @defer.inlineCallbacks
+    def test_loopbackTrialExample(self) -> Any:
+        """docs/examples/test_loopback.py (docs/simulator.rst) passes under trial, over loopback."""
+        from twisted.internet import reactor
+
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        out, err, code = yield getProcessOutputAndValue(
+            sys.executable, ["-m", "twisted.trial", "--temp-directory", self.mktemp(), str(EXAMPLES / "test_loopback.py")],
+            env=env, reactor=reactor,
+        )
+        self.assertEqual(code, 0, out.decode(errors="replace") + err.decode(errors="replace"))
+        self.assertRegex(out.decode(), r"PASSED \(successes=1\)")
+
+
+class CoverageTests(TestCase):
+    def test_everyExampleHasATest(self) -> None:
+        """A new docs/examples/*.py must be run by some test module (it is
+        named there), or it can rot unnoticed."""
+        tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+        untested = [p.name for p in sorted(EXAMPLES.glob("*.py")) if p.name not in tests]
+        self.assertEqual(untested, [])
+
+
 class TestingExampleTests(TestCase):
     """docs/examples/test_my_strategy.py is a test module users copy: it passes."""
 

@@ -16,11 +16,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from docutils import nodes
-from docutils.statemachine import StringList
-from sphinx.application import Sphinx
-from sphinx.util.docutils import SphinxDirective
-
 HEADER = ["id", "name", "description", "category", "digits", "pip position",
           "units per lot", "lots: min, step, max", "bid / ask at start"]
 
@@ -74,21 +69,26 @@ def symbolTable() -> list[str]:
     return lines
 
 
-class SimulatorSymbols(SphinxDirective):
-    """Renders :func:`symbolTable`."""
+def setup(app: Any) -> dict[str, Any]:
+    """Register the directive (Sphinx is imported here only: the table
+    functions above work without it, for the tests)."""
+    from docutils import nodes
+    from docutils.statemachine import StringList
+    from sphinx.util.docutils import SphinxDirective
 
-    has_content = False
+    class SimulatorSymbols(SphinxDirective):
+        """Renders :func:`symbolTable`."""
 
-    def run(self) -> list[nodes.Node]:
-        self.env.note_dependency(__file__)
-        from ctrader_twisted.simulator import data
+        has_content = False
 
-        self.env.note_dependency(data.__file__)
-        container = nodes.container()
-        self.state.nested_parse(StringList(symbolTable(), source="<simulator-symbols>"), self.content_offset, container)
-        return list(container.children)
+        def run(self) -> list[nodes.Node]:
+            from ctrader_twisted.simulator import data
 
+            self.env.note_dependency(__file__)
+            self.env.note_dependency(data.__file__)
+            container = nodes.container()
+            self.state.nested_parse(StringList(symbolTable(), source="<simulator-symbols>"), self.content_offset, container)
+            return list(container.children)
 
-def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("simulator-symbols", SimulatorSymbols)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
