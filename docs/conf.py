@@ -25,6 +25,8 @@ import os
 import sys
 from typing import Generic
 
+from sphinx.application import Sphinx
+
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("_ext"))
 
@@ -86,10 +88,10 @@ nitpick_ignore_regex = [
 ]
 
 
-def dropGenericBases(app: object, name: str, obj: object, options: object, bases: list[object]) -> None:
+def dropGenericBases(app: Sphinx, name: str, obj: object, options: object, bases: list[object]) -> None:
     """``Bases: Generic[T]`` says nothing to a reader: show the real bases only."""
     bases[:] = [base for base in bases if getattr(base, "__origin__", None) is not Generic]
 
 
-def setup(app: object) -> None:
-    app.connect("autodoc-process-bases", dropGenericBases)  # type: ignore[attr-defined]
+def setup(app: Sphinx) -> None:
+    app.connect("autodoc-process-bases", dropGenericBases)
