@@ -440,6 +440,51 @@ class SymbolTableTests(SynchronousTestCase):
             self.assertIn(f">{name}<", html)
 
 
+# --- the pages the issue asks for -----------------------------------------------------------
+
+
+class PagesTests(SynchronousTestCase):
+    """Credentials, asyncio and Jupyter, troubleshooting: there, and true."""
+
+    def headings(self, page: str) -> list[str]:
+        lines = (DOCS / page).read_text().splitlines()
+        return [lines[i - 1].strip() for i, line in enumerate(lines)
+                if i and re.fullmatch(r"([-=~^])\1+", line.strip()) and lines[i - 1].strip()]
+
+    def test_credentials(self) -> None:
+        from ctrader_twisted.cli.login import DEFAULT_REDIRECT_URI
+        from ctrader_twisted.endpoints import EndPoints
+        from ctrader_twisted.tokens import defaultTokenPath
+
+        self.assertEqual(self.headings("credentials.rst")[1:6], [
+            "The application page", "Tokens from the playground", "``ctrader-twisted login``",
+            "Where tokens are kept", "In your own program",
+        ])
+        text = (DOCS / "credentials.rst").read_text()
+        for fact in (DEFAULT_REDIRECT_URI, EndPoints.AUTH_URI, EndPoints.TOKEN_URI, "CTRADER_TOKEN_FILE", "XDG_CONFIG_HOME"):
+            self.assertIn(fact, text)
+        home = str(Path("/home/me"))
+        self.assertEqual(str(defaultTokenPath({"HOME": home})), home + "/.config/ctrader-twisted/tokens.json")
+        self.assertIn("~/.config/ctrader-twisted/tokens.json", text)
+
+    def test_asyncioAndJupyter(self) -> None:
+        text = (DOCS / "asyncio.rst").read_text()
+        self.assertIn(".. literalinclude:: examples/asyncio_recipe.py", text)
+        self.assertIn("In a notebook", self.headings("asyncio.rst"))
+
+    def test_troubleshootingTopics(self) -> None:
+        self.assertEqual(self.headings("troubleshooting.rst")[1:], [
+            "Where errors show up", "Cannot connect at all", "Wrong port for the transport",
+            "Certificates and TLS", "Demo or live: the wrong endpoint", "Credentials and tokens",
+            "Rate limits", "Maintenance", "The client is not ready", "The connection drops",
+        ])
+        text = _flat((DOCS / "troubleshooting.rst").read_text())
+        for fact in ("CANT_ROUTE_REQUEST", "REQUEST_FREQUENCY_EXCEEDED", "BLOCKED_PAYLOAD_TYPE",
+                     "CH_ACCESS_TOKEN_INVALID", "ctrader-twisted login", "trustRoot", "--ca-file",
+                     "SERVER_IS_UNDER_MAINTENANCE", "NotReadyError", "HandshakeTimeoutError"):
+            self.assertIn(fact, text)
+
+
 # --- troubleshooting ---------------------------------------------------------------------------
 
 
@@ -482,6 +527,17 @@ class TroubleshootingTests(TestCase):
         self.assertQuoted(str(errors.SilentConnectionError(60)))
         self.assertQuoted(str(errors.NotReadyError(1, Exception("REASON"))).replace("within 1 s", "within N s"))
         self.assertQuoted("the last attempt failed: [('SSL routines', '', 'certificate verify failed')]")
+
+    def test_errorsPageListsEveryError(self) -> None:
+        """docs/errors.rst names every exception, and every code each server
+        error class stands for."""
+        text = (DOCS / "errors.rst").read_text()
+        for name in errors.__all__:
+            cls = getattr(errors, name)
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                self.assertIn(name, text)
+                for code in getattr(cls, "codes", ()):
+                    self.assertIn(f"``{code}``", text, name)
 
     def test_namedErrorsExist(self) -> None:
         for name in re.findall(r"ctrader_twisted\.errors\.(\w+)", (DOCS / "troubleshooting.rst").read_text()):

@@ -30,7 +30,7 @@ __all__ = ["ASSETS", "ASSET_CLASSES", "SYMBOL_CATEGORIES", "SYMBOLS", "DEPOSIT_A
 DEPOSIT_ASSET_ID = 15
 
 #: ``(assetId, name, displayName, digits)``: the first recorded currencies
-#: plus the assets the four symbols use.
+#: plus the assets of the symbols below.
 ASSETS: list[tuple[int, str, str, int]] = [
     (1, "AUD", "AUD", 2),
     (2, "CAD", "CAD", 2),
