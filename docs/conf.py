@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Generic
+from typing import TYPE_CHECKING, Generic
 
-from sphinx.application import Sphinx
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
 
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("_ext"))
