@@ -100,8 +100,9 @@ class Client(ClientService):
     :param prepareConnection: passed to ``ClientService`` for compatibility;
         prefer the managed session (see the Twisted traps in the docs).
     :param numberOfMessagesToSendPerSecond: the official SDK's throttle
-        setting, honoured as the general rate limit when given (the official
-        default of 5 is not copied: the server allows 50).
+        setting, honoured as a cap on the general rate when given (never
+        above *requestsPerSecond*; the official default of 5 is not copied:
+        the server allows 50). Also settable later as an attribute.
     :param reactor: reactor for connecting; the global one, imported only
         when needed, if omitted.
     :param trustRoot: CA certificate(s) to trust instead of the platform's
