@@ -252,7 +252,8 @@ class FormatTests(HistoryCommandTestCase):
         expected = oracleBars(start, end, period=ProtoOATrendbarPeriod.M5)
         self.assertEqual(len(records), len(expected))
         for record, row in zip(records, expected):
-            self.assertEqual(list(record), ["time", "open", "high", "low", "close", "volume"])
+            self.assertEqual(list(record), ["time", "timeMs", "open", "high", "low", "close", "volume"])
+            self.assertEqual(record["timeMs"], clihistory._parseIso(record["time"]))
             self.assertEqual(",".join([record["time"], *(format(record[k], "f") for k in ("open", "high", "low", "close")),
                                        str(record["volume"])]), row)
 

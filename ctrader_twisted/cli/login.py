@@ -40,7 +40,7 @@ from ..endpoints import EndPoints
 from ..tokens import FileTokenStore, TokenStoreError, Tokens
 from .config import Application, Credentials, Settings, loadApplication
 from .options import UsageError, positiveNumber
-from .status import EXIT_FAILURE, EXIT_OK, describeError, say
+from .status import EXIT_FAILURE, EXIT_OK, say
 
 __all__ = ["addParser", "login", "openBrowser", "redirectTarget", "RedirectListener", "LoginError",
            "DEFAULT_REDIRECT_URI"]
@@ -307,7 +307,7 @@ async def _sayAccounts(reactor: Any, app: Application, tokens: Tokens, timeout: 
         await connection.connect()
         accounts = await connection.listAccounts()
     except Exception as error:
-        say(stderr, f"warning: could not list the accounts: {describeError(error, connection.host, connection.port)}")
+        say(stderr, f"warning: could not list the accounts: {connection.describe(error)}")
         return
     finally:
         await connection.close()
