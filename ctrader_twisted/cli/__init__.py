@@ -39,8 +39,10 @@ package:
 * :mod:`~ctrader_twisted.cli.connect`: the simulator or a remote host, one
   connection path for every command;
 * :mod:`~ctrader_twisted.cli.stream`: the ``stream`` command and its service;
-* :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``,
-  ``simulator``;
+* :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``
+  (tables or ``--json``), ``simulator`` (and the ``ctrader-simulator`` script);
+* :mod:`~ctrader_twisted.cli.specs`: a symbol's specification in the units
+  people use (``symbol``);
 * :mod:`~ctrader_twisted.cli.history`: ``bars``, ``ticks``, ``deals``, ``cashflow``;
 * :mod:`~ctrader_twisted.cli.login`: ``login`` (OAuth in the browser, tokens
   kept in the token file);
