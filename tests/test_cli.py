@@ -137,7 +137,9 @@ class CommandTests(TestCase):
         fields = dict((line.split(None, 1) + [""])[:2] for line in out.splitlines())
         self.assertEqual(fields["name"], "EURUSD")
         self.assertEqual(fields["digits"], "5")
-        self.assertEqual(fields["lotSize"], "100000 units")
+        self.assertEqual(fields["lotSize"], "100,000 units")
+        self.assertEqual((fields["baseAsset"], fields["quoteAsset"]), ("EUR", "USD"))
+        self.assertEqual(fields["minVolume"], "1,000 units (0.01 lots)")
 
     @inlineCallbacks
     def test_bars(self) -> Any:
@@ -196,7 +198,9 @@ class CommandTests(TestCase):
         code, out, err = yield self.call("stream", "EURUSD", "--count", "2", "--ca-file", ca, environ=environ)
         self.assertEqual(code, 0, err)
         records = [json.loads(line) for line in out.splitlines()]
-        self.assertEqual({(r["account"], r["simulated"]) for r in records}, {(2000002, False)})
+        # A ctrader-twisted simulator started separately: its version answer says so.
+        self.assertEqual({(r["account"], r["simulated"]) for r in records}, {(2000002, True)})
+        self.assertIn(f"SIMULATED DATA: localhost:{listening.tlsPort} is a ctrader-twisted simulator", err)
         self.assertNotIn(sim.clientSecret, err)
         self.assertNotIn(sim.accessToken, err)
         code, _, err = yield self.call("accounts", environ=environ)
@@ -206,12 +210,16 @@ class CommandTests(TestCase):
         self.assertEqual(code, cli.EXIT_FAILURE)
         self.assertOneLineError(err, "refused the application credentials")
 
-    @inlineCallbacks
-    def test_simulatorHelp(self) -> Any:
-        """``simulator --help`` prints the simulator's own options."""
-        code, out, _ = yield self.call("simulator", "--help")
+    def test_simulatorHelp(self) -> None:
+        """``simulator --help`` prints the simulator's own options, argparse style like every command."""
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        code = self.successResultOf(cli.run(reactor, ["simulator", "--help"], out, io.StringIO(), self.environ))
         self.assertEqual(code, 0)
-        self.assertIn("--tls-port", out)
+        text = out.getvalue()
+        self.assertTrue(text.startswith("usage: ctrader-twisted simulator [-h] [--version]"), text)
+        self.assertIn("--tls-port PORT", text)
+        self.assertIn("options:", text)
 
     @inlineCallbacks
     def test_simulatorBadOption(self) -> Any:

@@ -88,11 +88,14 @@ class ConfigTests(SynchronousTestCase):
 
     def test_wrongTypes(self) -> None:
         """Each key's type is checked; the error never echoes a secret value."""
-        self.assertConfigError("'port' must be an integer", path=self.write('port = "5035"\n'))
-        self.assertConfigError("'websocket' must be true or false", path=self.write("websocket = 1\n"))
-        message = self.assertConfigError("'access_token' must be a non-empty string", path=self.write("access_token = 12\n"))
-        self.assertNotIn("12", message.replace("access_token", ""))
-        self.assertConfigError("account ids must be positive integers", path=self.write('accounts = ["x"]\n'))
+        path = str(self.home / "config.toml")
+        self.assertConfigError(f"port in config file {path} must be an integer from 1 to 65535",
+                               path=self.write('port = "5035"\n'))
+        self.assertConfigError(f"websocket in config file {path} must be true or false", path=self.write("websocket = 1\n"))
+        message = self.assertConfigError(f"access_token in config file {path} must be a non-empty string",
+                                         path=self.write("access_token = 12\n"))
+        self.assertNotIn("12", message.replace(path, ""))
+        self.assertConfigError(f"accounts in config file {path} must list account ids", path=self.write('accounts = ["x"]\n'))
 
     def test_missingFile(self) -> None:
         self.assertConfigError("does not exist", path=str(self.home / "nope.toml"))

@@ -252,9 +252,28 @@ class FormatTests(HistoryCommandTestCase):
         expected = oracleBars(start, end, period=ProtoOATrendbarPeriod.M5)
         self.assertEqual(len(records), len(expected))
         for record, row in zip(records, expected):
-            self.assertEqual(list(record), ["time", "open", "high", "low", "close", "volume"])
+            self.assertEqual(list(record), ["time", "timeMs", "open", "high", "low", "close", "volume"])
+            self.assertEqual(record["timeMs"], clihistory._parseIso(record["time"]))
             self.assertEqual(",".join([record["time"], *(format(record[k], "f") for k in ("open", "high", "low", "close")),
                                        str(record["volume"])]), row)
+
+    async def test_jsonLinesWrittenBeforeTimeMsResume(self) -> None:
+        """A JSON lines file written before ``timeMs`` existed is extended by --resume; new rows carry it."""
+        path = self.folder / "bars.jsonl"
+        start = MONDAY
+        code, _, err = await self.call("bars", "EURUSD", "--period", "H1", "--from", iso(start), "--to", iso(start + DAY),
+                                       "-o", str(path))
+        self.assertEqual(code, 0, err)
+        old = [json.loads(line) for line in lines(path)]
+        for record in old:
+            del record["timeMs"]
+        path.write_text("".join(json.dumps(record) + "\n" for record in old))
+        code, _, err = await self.call("bars", "EURUSD", "--period", "H1", "--from", iso(start), "--to",
+                                       iso(start + 2 * DAY), "-o", str(path), "--resume")
+        self.assertEqual(code, 0, err)
+        records = [json.loads(line) for line in lines(path)]
+        self.assertEqual(len(records), len(oracleBars(start, start + 2 * DAY, period=ProtoOATrendbarPeriod.H1)))
+        self.assertEqual(sum("timeMs" in r for r in records), len(records) - len(old) + 1)  # the last old bar is fetched again
 
     def arrow(self) -> Any:
         try:

@@ -73,7 +73,7 @@ class EventFormatterTests(SynchronousTestCase):
         self.assertEqual(
             first,
             [{
-                "event": "spot", "time": "1970-01-01T00:00:01.000Z", "account": 7, "symbol": "EURUSD", "symbolId": 1,
+                "event": "spot", "time": "1970-01-01T00:00:01.000Z", "timeMs": 1000, "account": 7, "symbol": "EURUSD", "symbolId": 1,
                 "bid": Decimal("1.08123"), "ask": Decimal("1.08125"), "sessionClose": Decimal("1.08000"), "simulated": True,
             }],
         )
@@ -168,3 +168,92 @@ class EventFormatterTests(SynchronousTestCase):
             (line["event"], line["errorCode"], line["orderId"], line["description"]),
             ("order_error", "NOT_ENOUGH_MONEY", 3, "no"),
         )
+
+
+class EpochMillisecondsTests(SynchronousTestCase):
+    """Every ISO time has its milliseconds since the epoch beside it (``<key>Ms``)."""
+
+    def setUp(self) -> None:
+        clock = Clock()
+        clock.advance(1_767_607_502.25)
+        self.formatter = EventFormatter({7: {1: SymbolInfo(1, "EURUSD", 5)}}, False, lambda: int(clock.seconds() * 1000))
+
+    def assertStamps(self, line: dict[str, object]) -> None:
+        from datetime import datetime
+
+        times = [k for k in line if k in ("time", "barTime")]
+        self.assertTrue(times, line)
+        for key in times:
+            ms = line[key + "Ms"]
+            self.assertIsInstance(ms, int)
+            parsed = datetime.fromisoformat(str(line[key]).replace("Z", "+00:00"))
+            self.assertEqual(round(parsed.timestamp() * 1000), ms)
+            keys = list(line)
+            self.assertEqual(keys.index(key + "Ms"), keys.index(key) + 1, "the Ms field follows its ISO time")
+
+    def test_everyEventKind(self) -> None:
+        """spot, trendbar, depth, execution and order_error lines: ``time``/``timeMs``, ``barTime``/``barTimeMs``."""
+        bar = ProtoOATrendbar(volume=3, period=ProtoOATrendbarPeriod.M1, low=108100, deltaOpen=10, deltaHigh=40,
+                              utcTimestampInMinutes=29460125)
+        lines = self.formatter.spot(
+            ProtoOASpotEvent(ctidTraderAccountId=7, symbolId=1, bid=108120, ask=108122, trendbar=[bar], timestamp=1_767_607_502_251)
+        )
+        lines.append(self.formatter.depth(ProtoOADepthEvent(ctidTraderAccountId=7, symbolId=1)))
+        lines.append(self.formatter.execution(ProtoOAExecutionEvent(
+            ctidTraderAccountId=7, executionType=ProtoOAExecutionType.ORDER_ACCEPTED)))
+        lines.append(self.formatter.orderError(ProtoOAOrderErrorEvent(ctidTraderAccountId=7, errorCode="X")))
+        self.assertEqual([line["event"] for line in lines], ["spot", "trendbar", "depth", "execution", "order_error"])
+        for line in lines:
+            self.assertStamps(line)
+        self.assertEqual(lines[0]["timeMs"], 1_767_607_502_251)
+        self.assertEqual(lines[1]["barTimeMs"], 29460125 * 60_000)
+        self.assertEqual(lines[2]["timeMs"], 1_767_607_502_250)  # no server time: the clock's
+
+
+class AbsentPricesTests(SynchronousTestCase):
+    """Prices the server left at zero (no price yet) are left out, never written as 0."""
+
+    def setUp(self) -> None:
+        self.formatter = EventFormatter({7: {1: SymbolInfo(1, "EURUSD", 5)}}, False, lambda: 0)
+
+    def test_orderAcceptedHasNoPositionPrice(self) -> None:
+        """ORDER_ACCEPTED of a market order: the new position's price is 0 on the wire; no ``positionPrice``."""
+        trade = ProtoOATradeData(symbolId=1, volume=100000, tradeSide=ProtoOATradeSide.BUY)
+        event = ProtoOAExecutionEvent(
+            ctidTraderAccountId=7,
+            executionType=ProtoOAExecutionType.ORDER_ACCEPTED,
+            order=ProtoOAOrder(orderId=11, tradeData=trade, orderType=ProtoOAOrderType.MARKET,
+                               orderStatus=ProtoOAOrderStatus.ORDER_STATUS_ACCEPTED, executionPrice=0.0,
+                               utcLastUpdateTimestamp=3000),
+            position=ProtoOAPosition(positionId=21, tradeData=trade, swap=0, price=0.0, stopLoss=0.0, takeProfit=0.0,
+                                     positionStatus=ProtoOAPositionStatus.POSITION_STATUS_CREATED),
+        )
+        line = self.formatter.execution(event)
+        self.assertEqual(line["type"], "ORDER_ACCEPTED")
+        for key in ("positionPrice", "executionPrice", "stopLoss", "takeProfit", "dealPrice"):
+            self.assertNotIn(key, line)
+        self.assertNotIn(":0,", dumpJson(line).replace('"swap":0,', ""))
+        self.assertEqual((line["orderId"], line["positionId"], line["timeMs"]), (11, 21, 3000))
+
+    def test_nonFinitePricesAreLeftOut(self) -> None:
+        """A NaN or an infinity from the wire is no price either (and never breaks the JSON)."""
+        trade = ProtoOATradeData(symbolId=1, volume=100000, tradeSide=ProtoOATradeSide.SELL)
+        event = ProtoOAExecutionEvent(
+            ctidTraderAccountId=7, executionType=ProtoOAExecutionType.ORDER_ACCEPTED,
+            order=ProtoOAOrder(orderId=1, tradeData=trade, limitPrice=float("nan"), stopPrice=float("inf")),
+        )
+        line = self.formatter.execution(event)
+        self.assertNotIn("limitPrice", line)
+        self.assertNotIn("stopPrice", line)
+        json.loads(dumpJson(line))
+
+    def test_realPricesAreKept(self) -> None:
+        """A filled position's price and its stops are written with the symbol's digits."""
+        trade = ProtoOATradeData(symbolId=1, volume=100000, tradeSide=ProtoOATradeSide.BUY)
+        event = ProtoOAExecutionEvent(
+            ctidTraderAccountId=7, executionType=ProtoOAExecutionType.ORDER_FILLED,
+            position=ProtoOAPosition(positionId=2, tradeData=trade, swap=0, price=1.08124, stopLoss=1.07,
+                                     positionStatus=ProtoOAPositionStatus.POSITION_STATUS_OPEN),
+        )
+        line = self.formatter.execution(event)
+        self.assertEqual((line["positionPrice"], line["stopLoss"]), (Decimal("1.08124"), Decimal("1.07000")))

@@ -140,7 +140,8 @@ class ClockStreamTests(SynchronousTestCase):
         self.advanceUntil(lambda: service.reconnects == 1 and service.written >= before + 8)
         self.stop(service)
         records = lines(output)
-        checkStream(self, records, {"EURUSD": 5, "XAUUSD": 2}, simulated=False)
+        # The simulator says it is one in its version answer: the lines say so.
+        checkStream(self, records, {"EURUSD": 5, "XAUUSD": 2}, simulated=True)
         after = records[before:]
         self.assertEqual({r["symbol"] for r in after}, {"EURUSD", "XAUUSD"})
         text = status.getvalue()
@@ -272,13 +273,27 @@ class RemoteStreamTests(TestCase):
 
     @inlineCallbacks
     def test_realServerLinesAreNotSimulated(self) -> Any:
-        """Against a host, lines say ``"simulated": false``; every account of the token is authorized."""
+        """Against a real server (its version answer is a number), lines say
+        ``"simulated": false``; every account of the token is authorized."""
+        from ctrader_twisted.simulator.handlers import auth
+
+        self.patch(auth, "SERVER_VERSION", "91")
         service, output, status = self.start(self.settings(), count=3)
         yield service.whenDone()
         records = lines(output)
         checkStream(self, records, {"EURUSD": 5}, simulated=False)
         self.assertNotIn("SIMULATED", status.getvalue())
         self.assertEqual(service.accountIds, self.sim.accountIds)
+
+    @inlineCallbacks
+    def test_standaloneSimulatorLinesAreSimulated(self) -> Any:
+        """A simulator started separately (a host, not in-process) says what it is in its
+        version answer: the lines say ``"simulated": true`` and a status line says why."""
+        service, output, status = self.start(self.settings(), count=3)
+        yield service.whenDone()
+        checkStream(self, lines(output), {"EURUSD": 5}, simulated=True)
+        self.assertIn("is a ctrader-twisted simulator", status.getvalue())
+        self.assertEqual(service.connection.serverVersion, "91-ctrader-twisted-simulator")
 
     @inlineCallbacks
     def test_badClientSecret(self) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ class TwistdCommandLineTests(SynchronousTestCase):
         home = Path(self.mktemp())
         home.mkdir()
         self.patch(tap.Options, "environ", {"HOME": str(home)})
+        self.patch(tap, "_verbosity", [0])
 
     def test_logGoesToStderrUnderNodaemon(self) -> None:
         """Under ``twistd -n`` without ``--logfile`` the log goes to stderr: stdout is JSON lines only."""
@@ -161,12 +163,63 @@ class TwistdCommandLineTests(SynchronousTestCase):
         config.parseOptions(["-n", "--logfile", "x.log", "ctrader", "--symbols", "EURUSD"])
         self.assertIsNone(config["logger"])
 
+    def parseUnderTwistd(self, *argv: str) -> tuple[int, str]:
+        """Parse *argv* with twistd's parser; the exit status and stderr of a usage error."""
+        stderr = io.StringIO()
+        self.patch(tap.Options, "stderr", stderr)
+        with self.assertRaises(SystemExit) as raised:
+            ServerOptions().parseOptions(list(argv))
+        return int(raised.exception.code or 0), stderr.getvalue()
+
     def test_daemonNeedsOutput(self) -> None:
-        """A daemon has no stdout: ``--output`` is required."""
-        config = ServerOptions()
-        with self.assertRaises(usage.UsageError) as raised:
-            config.parseOptions(["ctrader", "--symbols", "EURUSD"])
-        self.assertIn("--output", str(raised.exception))
+        """A daemon has no stdout: ``--output`` is required (one line, exit status 2)."""
+        code, err = self.parseUnderTwistd("ctrader", "--symbols", "EURUSD")
+        self.assertEqual(code, 2)
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertIn("ctrader-twisted: error: a daemon has no stdout: run with twistd -n, or give --output FILE", err)
+
+    def test_usageErrorIsOneLine(self) -> None:
+        """A bad value or an unknown option under twistd: one line naming it and the --help hint,
+        exit status 2, none of twistd's usage text."""
+        for argv, fragment in (
+            (["-n", "ctrader", "--symbols", "EURUSD", "--count", "x"], "error: --count must be a positive number"),
+            (["-n", "ctrader", "--symbols", "EURUSD", "--bogus"], "error: option --bogus not recognized"),
+            (["-n", "ctrader", "--symbols"], "error: option --symbols requires argument"),
+        ):
+            code, err = self.parseUnderTwistd(*argv)
+            self.assertEqual(code, 2, argv)
+            self.assertEqual(err.splitlines(), [f"ctrader-twisted: {fragment} (`twistd ctrader --help` lists the options)"])
+
+    def test_versionIsOurs(self) -> None:
+        """``twistd ctrader --version`` prints ctrader-twisted's version, not Twisted's."""
+        from ctrader_twisted import __version__
+
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            ServerOptions().parseOptions(["ctrader", "--version"])
+        self.assertEqual(raised.exception.code, 0)
+        self.assertEqual(out.getvalue(), f"twistd ctrader (ctrader-twisted) {__version__}\n")
+
+    def test_verbosityChoosesTheLogLevel(self) -> None:
+        """Without -v the stderr log shows critical events only (the status lines say the rest); -v info; -vv debug."""
+        from twisted.logger import LogLevel
+
+        for flags, shown, hidden in (
+            ([], LogLevel.critical, LogLevel.error),
+            (["-v"], LogLevel.info, LogLevel.debug),
+            (["-vv"], LogLevel.debug, None),
+        ):
+            config = ServerOptions()
+            config.parseOptions(["-n", "ctrader", "--symbols", "EURUSD", *flags])
+            written = io.StringIO()
+            self.patch(sys, "__stderr__", written)
+            observer = tap.stderrLogObserver()
+            observer({"log_level": shown, "log_format": "shown", "log_namespace": "x", "log_time": 0.0})
+            if hidden is not None:
+                observer({"log_level": hidden, "log_format": "hidden", "log_namespace": "x", "log_time": 0.0})
+            self.assertIn("shown", written.getvalue(), flags)
+            self.assertNotIn("hidden", written.getvalue(), flags)
 
 
 class FakeReactor:

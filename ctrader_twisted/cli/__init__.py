@@ -17,11 +17,13 @@ Subcommands::
 
 With no ``--host`` (option, ``CTRADER_HOST`` or config file) every command
 runs against the bundled simulator, in-process, and says so on stderr.
-See ``docs/cli.rst``.
+See the "Command line" page of the documentation (``docs/cli.rst``; its
+address is in the package metadata, and ``--help`` shows it).
 
 Exit status: 0 success, 1 a runtime failure (unreachable host, refused
 credentials, certificate failure, unknown symbol, server error), 2 bad usage
-or configuration, 130 a history download interrupted by Ctrl-C.
+or configuration, 130 a history download interrupted by Ctrl-C, 141 the
+reader of stdout went away (``... | head``; nothing is said).
 
 :func:`main` is the console entry point (it runs the reactor with
 ``twisted.internet.task.react``); :func:`run` does the same work on a running
@@ -37,8 +39,10 @@ package:
 * :mod:`~ctrader_twisted.cli.connect`: the simulator or a remote host, one
   connection path for every command;
 * :mod:`~ctrader_twisted.cli.stream`: the ``stream`` command and its service;
-* :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``,
-  ``simulator``;
+* :mod:`~ctrader_twisted.cli.commands`: ``accounts``, ``symbols``, ``symbol``
+  (tables or ``--json``), ``simulator`` (and the ``ctrader-simulator`` script);
+* :mod:`~ctrader_twisted.cli.specs`: a symbol's specification in the units
+  people use (``symbol``);
 * :mod:`~ctrader_twisted.cli.history`: ``bars``, ``ticks``, ``deals``, ``cashflow``;
 * :mod:`~ctrader_twisted.cli.login`: ``login`` (OAuth in the browser, tokens
   kept in the token file);
@@ -65,10 +69,20 @@ from .config import ConfigError, Settings, loadSettings
 from .connect import SIMULATOR_SPOT_INTERVAL, Connection
 from .options import UsageError, portNumber, positiveNumber
 from .scaleout import addConsumeParser, addRedisOptions, consumeCommand
-from .status import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, StreamError, describeError, say
+from .status import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    StreamError,
+    docsUrl,
+    isBrokenPipe,
+    say,
+)
 from .stream import streamCommand
 
-__all__ = ["main", "run", "buildParser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
+__all__ = ["main", "simulatorMain", "run", "buildParser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_BROKEN_PIPE"]
 
 _log = Logger()
 
@@ -115,13 +129,15 @@ def buildParser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Stream cTrader Open API market data and account events as JSON lines, "
         "and small one-shot commands. Without --host everything runs against the bundled simulator.",
+        epilog=f"Documentation: {docsUrl('cli')}",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common: Any = _connectionOptions()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     stream = sub.add_parser("stream", parents=[common], help="stream spots (and bars, depth, executions) as JSON lines",
-                            description="Stream every event as one JSON object per line (see docs/cli.rst).")
+                            description="Stream every event as one JSON object per line "
+                            f"(format: {docsUrl('cli', 'output-format')}).")
     stream.add_argument("symbols", nargs="+", metavar="SYMBOL", help="symbol names, e.g. EURUSD (commas allowed)")
     stream.add_argument("--trendbars", metavar="PERIOD[,PERIOD...]", help="also live trend bars, e.g. M1 or M1,H1")
     stream.add_argument("--depth", action="store_true", help="also depth-of-market quotes")
@@ -132,20 +148,43 @@ def buildParser() -> argparse.ArgumentParser:
                         help=f"simulator only: seconds between price ticks ({SIMULATOR_SPOT_INTERVAL})")
     addRedisOptions(stream)
 
-    sub.add_parser("accounts", parents=[common], help="list the accounts of the access token")
-    sub.add_parser("symbols", parents=[common], help="list the symbols of an account")
+    jsonHelp = f"one JSON document instead of a table (keys: {docsUrl('cli', 'one-shot-json')})"
+    accounts = sub.add_parser("accounts", parents=[common], help="list the accounts of the access token")
+    accounts.add_argument("--json", action="store_true", help=jsonHelp)
+    symbols = sub.add_parser("symbols", parents=[common], help="list the symbols of an account")
+    symbols.add_argument("--json", action="store_true", help=jsonHelp)
     symbol = sub.add_parser("symbol", parents=[common], help="show one symbol's specification")
     symbol.add_argument("name", metavar="NAME")
+    symbol.add_argument("--json", action="store_true", help=jsonHelp)
 
     history.addHistoryParsers(sub, common)
 
     login.addParser(sub, common)
     addConsumeParser(sub)
 
-    # Everything after "simulator" goes to the simulator's own options
-    # (python -m ctrader_twisted.simulator); this entry is for --help.
-    sub.add_parser("simulator", add_help=False, help="run the bundled simulator as a local server "
-                   "(options: ctrader-twisted simulator --help)")
+    simulator = sub.add_parser("simulator", help="run the bundled simulator as a local server",
+                               description=_SIMULATOR_DESCRIPTION, epilog=f"Documentation: {docsUrl('simulator')}")
+    _addSimulatorOptions(simulator)
+    return parser
+
+
+_SIMULATOR_DESCRIPTION = (
+    "Run a local cTrader Open API simulator: TLS TCP and wss:// listeners with real semantics "
+    "(auth, symbols, spots, trend bars, trading) for offline development and tests. It prints its "
+    "ports, the CA file to trust and its own credentials. Ports: 0 picks a free port, 'none' disables one."
+)
+
+
+def _addSimulatorOptions(parser: argparse.ArgumentParser) -> None:
+    commands.addSimulatorArguments(parser)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
+
+
+def buildSimulatorParser(prog: str = "ctrader-simulator") -> argparse.ArgumentParser:
+    """The parser of the ``ctrader-simulator`` script (the options of
+    ``ctrader-twisted simulator``, and ``--version``)."""
+    parser = _Parser(prog=prog, description=_SIMULATOR_DESCRIPTION, epilog=f"Documentation: {docsUrl('simulator')}")
+    _addSimulatorOptions(parser)
     return parser
 
 
@@ -178,6 +217,8 @@ _ONE_SHOT: dict[str, _Handler] = {
 async def _execute(reactor: Any, args: argparse.Namespace, stdout: TextIO, stderr: TextIO, environ: Any) -> int:
     """Run a parsed command line; every error is one line on *stderr*."""
     try:
+        if args.command == "simulator":
+            return await commands.simulator(reactor, args, stdout, stderr)
         if args.command == "login":
             return await login.login(reactor, args, _options(args), environ, stdout, stderr)
         if args.command == "consume":
@@ -200,10 +241,12 @@ async def _oneShot(connection: Connection, args: argparse.Namespace, stdout: Tex
     except (UsageError, ConfigError):
         raise
     except Exception as error:
+        if isBrokenPipe(error):
+            return EXIT_BROKEN_PIPE  # `... | head`: the reader has gone; not the server's fault
         if not isinstance(error, (StreamError, CTraderError, ConnectionError)):
             # Twisted connection errors, TLS errors: one line, no traceback.
             _log.debug("Command failed: {error!r}", error=error)
-        say(stderr, f"error: {describeError(error, connection.host, connection.port)}")
+        say(stderr, f"error: {connection.describe(error)}")
         return EXIT_FAILURE
     finally:
         await connection.close()
@@ -228,8 +271,6 @@ def run(
     _embed(parser)
 
     async def go() -> int:
-        if list(argv[:1]) == ["simulator"]:
-            return await commands.simulator(reactor, argv[1:], stdout, stderr)
         try:
             args = parser.parse_args(list(argv))
         except UsageError as error:
@@ -268,20 +309,47 @@ def _beginLogging(verbosity: int, stream: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console entry point: parse *argv* (``sys.argv[1:]``), run, exit with the status."""
-    from twisted.internet.task import react
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["simulator"]:
-        from ..simulator.__main__ import main as simulatorMain
-
-        simulatorMain(argv[1:])
-        raise SystemExit(EXIT_OK)
     parser = buildParser()
     args = parser.parse_args(argv)  # exits with status 2 and a one-line message on bad usage
+    _runMain(args)
+
+
+def simulatorMain(argv: Sequence[str] | None = None) -> NoReturn:
+    """The ``ctrader-simulator`` script: ``ctrader-twisted simulator`` under
+    its own name (same options, same messages)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = buildSimulatorParser().parse_args(argv)
+    args.command = "simulator"
+    try:
+        commands.simulatorOptions(args)  # bad values: before the reactor starts
+    except UsageError as error:
+        say(sys.stderr, f"error: {error}")
+        raise SystemExit(EXIT_USAGE) from None
+    _runMain(args)
+
+
+def _runMain(args: argparse.Namespace) -> NoReturn:
+    from twisted.internet.task import react
+
     _beginLogging(args.verbose, sys.stderr)
 
     async def go(reactor: Any) -> None:
-        raise SystemExit(await _execute(reactor, args, sys.stdout, sys.stderr, os.environ))
+        status = await _execute(reactor, args, sys.stdout, sys.stderr, os.environ)
+        if status == EXIT_BROKEN_PIPE:
+            _silenceStdout()
+        raise SystemExit(status)
 
     react(go)
+
+
+def _silenceStdout() -> None:
+    """Point stdout at /dev/null: its reader has gone, and the interpreter's
+    last flush would otherwise print an ``Exception ignored`` message."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 

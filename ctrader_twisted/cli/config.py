@@ -23,7 +23,8 @@ are newer (pasted from the playground, say) and win.
 
 Secrets (client secret, access and refresh tokens) are never part of a
 ``repr``, a log event or an error message: errors name the setting and where
-it came from, never its value.
+it came from (:attr:`Settings.sources`: ``--port``, ``CTRADER_PORT`` or
+``port in config file PATH``), never its value.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any, Mapping
 
 from ..endpoints import EndPoints
 from ..tokens import FileTokenStore, TokenStoreError, Tokens, configDirectory, defaultTokenPath, preferStored
+from .status import docsUrl
 
 __all__ = [
     "ConfigError",
@@ -48,7 +50,9 @@ __all__ = [
     "defaultConfigPath",
     "parseAccountIds",
     "resolveHost",
+    "checkCaFile",
     "ENVIRONMENT",
+    "OPTIONS",
 ]
 
 
@@ -84,6 +88,20 @@ _FILE_KEYS: dict[str, str] = {
 }
 
 _SECRETS = frozenset({"clientSecret", "accessToken", "refreshToken"})
+
+#: Setting name to the command-line option (the console command and the twistd plugin spell them alike).
+OPTIONS: dict[str, str] = {
+    "host": "--host",
+    "port": "--port",
+    "websocket": "--websocket",
+    "caFile": "--ca-file",
+    "clientId": "--client-id",
+    "clientSecret": "--client-secret",
+    "accessToken": "--access-token",
+    "refreshToken": "--refresh-token",
+    "accounts": "--account",
+    "tokenFile": "--token-file",
+}
 
 #: Host aliases accepted wherever a host is.
 HOST_ALIASES: dict[str, str] = {
@@ -123,6 +141,9 @@ class Settings:
     :ivar warnings: one-line warnings for the user (for example a config file
         holding secrets that other users can read).
     :ivar tokenFile: the token file (read and written for a remote host).
+    :ivar sources: where each setting given came from, by setting name, as
+        the user would name it: ``"--account"``, ``"CTRADER_ACCOUNT_ID"``,
+        ``"accounts in config file PATH"``, ``"the token file PATH"``.
     """
 
     host: str | None
@@ -134,6 +155,7 @@ class Settings:
     configPath: str | None = None
     warnings: tuple[str, ...] = ()
     tokenFile: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def simulated(self) -> bool:
@@ -182,28 +204,36 @@ def resolveHost(host: str) -> str:
 def parseAccountIds(value: Any, source: str) -> tuple[int, ...]:
     """Account ids from an int, a list of ints or a comma-separated string.
 
+    :param source: where *value* came from, as the user names it
+        (``"--account"``, ``"CTRADER_ACCOUNT_ID"``...): the error starts with it.
     :raises ConfigError: not positive integers.
     """
+
+    def bad(item: Any) -> ConfigError:
+        return ConfigError(f"{source} must list account ids (positive integers, comma-separated), not {item!r}")
+
     if isinstance(value, bool):
-        raise ConfigError(f"{source}: account ids must be positive integers")
+        raise bad(value)
     if isinstance(value, int):
         items: list[Any] = [value]
     elif isinstance(value, str):
         items = [part.strip() for part in value.split(",") if part.strip()]
+        if not items:
+            raise bad(value)
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise ConfigError(f"{source}: account ids must be positive integers")
+        raise bad(value)
     ids = []
     for item in items:
-        if isinstance(item, bool):
-            raise ConfigError(f"{source}: account ids must be positive integers")
+        if isinstance(item, bool) or isinstance(item, float):
+            raise bad(item)
         try:
             number = int(item)
         except (TypeError, ValueError):
-            raise ConfigError(f"{source}: account ids must be positive integers") from None
+            raise bad(item) from None
         if number <= 0:
-            raise ConfigError(f"{source}: account ids must be positive integers")
+            raise bad(item)
         ids.append(number)
     return tuple(dict.fromkeys(ids))
 
@@ -232,10 +262,10 @@ def _readConfig(path: Path) -> tuple[dict[str, Any], list[str]]:
         if name is None:
             known = ", ".join(sorted(_FILE_KEYS))
             raise ConfigError(f"config file {path}: unknown key {key!r} (known keys: {known})")
-        where = f"config file {path}: {key!r}"
+        where = f"{key} in config file {path}"
         if name == "port":
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{where} must be an integer")
+                raise ConfigError(f"{where} must be an integer from 1 to 65535")
         elif name == "websocket":
             if not isinstance(value, bool):
                 raise ConfigError(f"{where} must be true or false")
@@ -289,14 +319,26 @@ class _Sources:
                 self.env[name] = value
 
     def pick(self, name: str) -> tuple[Any, str]:
-        """The value of setting *name* and where it came from (``None, ""`` if unset)."""
+        """The value of setting *name* and where it came from, as the user
+        names it (``--port``, ``CTRADER_PORT``, ``port in config file PATH``);
+        ``None, ""`` if unset."""
         if name in self.options:
-            return self.options[name], "option"
+            return self.options[name], OPTIONS[name]
         if name in self.env:
             return self.env[name], ENVIRONMENT[name]
         if name in self.file:
-            return self.file[name], f"config file {self.path}"
+            key = next(k for k, v in _FILE_KEYS.items() if v == name)
+            return self.file[name], f"{key} in config file {self.path}"
         return None, ""
+
+    def sources(self) -> dict[str, str]:
+        """Where each setting given came from (:attr:`Settings.sources`)."""
+        found = {}
+        for name in OPTIONS:
+            _, source = self.pick(name)
+            if source:
+                found[name] = source
+        return found
 
     def port(self) -> int:
         value, source = self.pick("port")
@@ -305,9 +347,9 @@ class _Sources:
         try:
             port = int(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"port ({source}) must be an integer from 1 to 65535") from None
+            raise ConfigError(f"{source} must be an integer from 1 to 65535, not {value!r}") from None
         if not 0 < port < 65536:
-            raise ConfigError(f"port ({source}) must be an integer from 1 to 65535")
+            raise ConfigError(f"{source} must be an integer from 1 to 65535, not {value!r}")
         return port
 
     def caFile(self) -> str | None:
@@ -315,8 +357,7 @@ class _Sources:
         if caFile is None:
             return None
         caFile = str(Path(caFile).expanduser())
-        if not os.path.isfile(caFile):
-            raise ConfigError(f"CA file {caFile} ({source}) does not exist")
+        checkCaFile(caFile, source)
         return caFile
 
     def tokenFile(self) -> str:
@@ -328,7 +369,10 @@ class _Sources:
         if not value:
             variable = ENVIRONMENT[name]
             key = next(k for k, v in _FILE_KEYS.items() if v == name)
-            raise ConfigError(f"no {what} for {forWhat}: set {variable} or {key} in the config file (see docs/cli.rst)")
+            raise ConfigError(
+                f"no {what} for {forWhat}: set {variable}, or {key} in the config file "
+                f"(see {docsUrl('cli', 'credentials-and-configuration')})"
+            )
         return str(value)
 
     def optional(self, name: str) -> str | None:
@@ -371,6 +415,7 @@ def loadSettings(
             configPath=str(path) if path else None,
             warnings=sources.warnings,
             tokenFile=tokenFile,
+            sources=sources.sources(),
         )
     host = resolveHost(str(host))
     clientId = sources.required("clientId", "client id", host)
@@ -387,9 +432,12 @@ def loadSettings(
         if accessToken is None:
             raise ConfigError(
                 f"no access token for {host}: run `ctrader-twisted login` (tokens go to {tokenFile}), or set "
-                "CTRADER_ACCESS_TOKEN or access_token in the config file (see docs/credentials.rst)"
+                f"CTRADER_ACCESS_TOKEN, or access_token in the config file (see {docsUrl('credentials')})"
             )
         credentials = Credentials(clientId, clientSecret, accessToken, refreshToken)
+    given = sources.sources()
+    if credentials.stored:
+        given["accessToken"] = given["refreshToken"] = f"the token file {tokenFile}"
     return Settings(
         host=host,
         port=port,
@@ -400,7 +448,37 @@ def loadSettings(
         configPath=str(path) if path else None,
         warnings=sources.warnings,
         tokenFile=tokenFile,
+        sources=given,
     )
+
+
+def checkCaFile(path: str, source: str) -> None:
+    """Check that the CA file *path* (given by *source*) holds at least one
+    PEM certificate, as a TLS context will need.
+
+    :raises ConfigError: missing, unreadable, or without a certificate; the
+        message names the file and where it was given.
+    """
+    from cryptography.x509 import load_pem_x509_certificates
+
+    given = f"the CA file {path} (from {source})"
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{given} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{given} is a directory: give a PEM file of CA certificates") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {given}: {error.strerror or error}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ConfigError(
+            f"{given} holds no PEM certificate (no '-----BEGIN CERTIFICATE-----' block): "
+            "give the CA certificate(s) of the server in PEM format"
+        )
+    try:
+        load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigError(f"{given} holds a malformed PEM certificate: give the server's CA certificate(s)") from None
 
 
 def loadApplication(

@@ -8,7 +8,16 @@ builds a managed-session :class:`~ctrader_twisted.client.Client`, waits for
 its first session (failing fast when retrying cannot help), authorizes the
 accounts and resolves symbol names. With a refresh token it also renews a
 refused access token and keeps the new pair in the token file, so the next
-run starts with it (a refresh token works once). The one-shot commands
+run starts with it (a refresh token works once).
+
+Two mistakes are told apart from an unreachable server: a transport that
+does not match the port (TLS TCP against a WebSocket port, or the reverse:
+:class:`TransportMismatchError`, within the client's response timeout rather
+than after the 30 s connect timeout), and a server that turns out to be a
+ctrader-twisted simulator started separately (:meth:`Connection.identify`:
+its version answer says so, and the data is then marked simulated too).
+
+The one-shot commands
 (:mod:`~ctrader_twisted.cli.commands`, :mod:`~ctrader_twisted.cli.history`)
 and the stream service (:mod:`~ctrader_twisted.cli.stream`) differ only in
 what they do with the client, and in what they tell the user.
@@ -16,33 +25,48 @@ what they do with the client, and in what they tell the user.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Sequence, TextIO
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.internet.error import ConnectionDone, ConnectionLost, TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..client import Client
-from ..errors import AccessTokenInvalidError
+from ..errors import AccessTokenInvalidError, FrameTooLargeError, RequestTimeout
 from ..tcp import TcpProtocol
 from ..tokens import ITokenStore, Tokens, TokenStoreError
 from .config import Credentials, Settings
 from .jsonlines import SymbolInfo
-from .status import StreamError, say
+from .status import StreamError, describeError, say, tlsProblem
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
     from ..simulator.server import Listening
 
-__all__ = ["Connection", "connectClient", "SIMULATOR_SPOT_INTERVAL"]
+__all__ = ["Connection", "connectClient", "TransportMismatchError", "SIMULATOR_SPOT_INTERVAL"]
 
 _log = Logger()
 
 #: Seconds between market ticks of the in-process simulator (a lively demo).
 SIMULATOR_SPOT_INTERVAL = 0.25
+
+#: The ports named in the transport hints: cTrader's proxies serve both
+#: transports on 5035; the bundled simulator listens for each on its own port.
+_PORTS_HINT = (
+    "cTrader's proxies serve TLS TCP and wss:// both on 5035; "
+    "the bundled simulator listens for TLS TCP on 5035 and for wss:// on 5036"
+)
+
+
+class TransportMismatchError(StreamError):
+    """The transport probably does not match the port: TLS TCP against a
+    WebSocket port (the server waits for an HTTP upgrade, or answers in
+    HTTP), or WebSocket against a TLS TCP port (the opening handshake fails).
+    The message says which option to change."""
 
 
 class Connection:
@@ -91,11 +115,49 @@ class Connection:
         self.client: Client | None = None
         self.simulator: Simulator | None = None
         self.listening: Listening | None = None
+        #: what the server's ``ProtoOAVersionRes`` said (:meth:`identify`)
+        self.serverVersion: str | None = None
+
+    @property
+    def inProcess(self) -> bool:
+        """Whether the server is the bundled simulator, run in this process."""
+        return self.settings.simulated
 
     @property
     def simulated(self) -> bool:
-        """Whether the server is the bundled simulator."""
-        return self.settings.simulated
+        """Whether the data is simulated: the in-process simulator, or a
+        server whose version answer (:meth:`identify`) says it is a
+        ctrader-twisted simulator."""
+        if self.settings.simulated:
+            return True
+        from ..simulator.handlers.auth import SIMULATOR_MARKER
+
+        return self.serverVersion is not None and SIMULATOR_MARKER in self.serverVersion
+
+    async def identify(self) -> bool:
+        """Ask the server's version once (``ProtoOAVersionReq``) and say
+        whether it is a simulator (:attr:`simulated`). The in-process
+        simulator is not asked.
+
+        A server that does not answer the question is taken as a real one:
+        only a version that names the simulator marks the data simulated.
+        """
+        if self.inProcess or self.serverVersion is not None:
+            return self.simulated
+        try:
+            res = await self._client.request("ProtoOAVersionReq")
+        except Exception as error:  # not worth failing for: the data is then real
+            _log.info("Version request failed: {error}", error=str(error))
+            self.serverVersion = ""
+            return False
+        self.serverVersion = str(res.version)
+        _log.info("Server version: {version}", version=self.serverVersion)
+        return self.simulated
+
+    def describe(self, error: BaseException) -> str:
+        """*error* as one line for the user, naming this server and where
+        the settings involved came from."""
+        return describeError(error, self.host, self.port, self.settings.sources)
 
     @property
     def where(self) -> str:
@@ -192,7 +254,9 @@ class Connection:
             :func:`~ctrader_twisted.cli.status.describeError`).
         """
         client = self.client if self.client is not None else self.start()
-        return await connectClient(client, self.reactor, self.timeout)
+        websocketSource = self.settings.sources.get("websocket", "--websocket")
+        return await connectClient(client, self.reactor, self.timeout, websocket=self.settings.websocket,
+                                   websocketSource=websocketSource)
 
     async def listAccounts(self) -> list[Any]:
         """The ``ProtoOACtidTraderAccount`` entries the access token grants
@@ -201,7 +265,7 @@ class Connection:
         try:
             res = await client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=self.accessToken)
         except AccessTokenInvalidError:
-            if self.simulated or not (self.credentials and self.credentials.refreshToken):
+            if self.inProcess or not (self.credentials and self.credentials.refreshToken):
                 raise
             await client.refreshAccessToken()
             res = await client.request("ProtoOAGetAccountListByAccessTokenReq", accessToken=self.accessToken)
@@ -280,20 +344,35 @@ class Connection:
         return self.client
 
 
-def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) -> Deferred[Client]:
+def connectClient(
+    client: Client,
+    reactor: Any,
+    timeout: float | None = 30.0,
+    *,
+    websocket: bool = False,
+    websocketSource: str = "--websocket",
+) -> Deferred[Client]:
     """Start *client* and wait for its first ready session, failing fast.
 
     Fails (and stops the client) at the first sign that retrying cannot help
     the user: a refused or unresolvable connection, a TLS failure, refused
-    application credentials, or *timeout* seconds without a session.
+    application credentials, a transport that does not match the port
+    (:class:`TransportMismatchError`), or *timeout* seconds without a session.
 
+    :param websocket: whether *client* connects with WebSocket (for the
+        transport-mismatch hint).
+    :param websocketSource: where the WebSocket setting came from
+        (``--websocket``, or the config file), named in that hint.
     :returns: a Deferred firing with *client*, or failing with the error
         (pass it to :func:`~ctrader_twisted.cli.status.describeError`).
     """
     result: Deferred[Client] = Deferred()
     calls: list[IDelayedCall] = []
+    where = f"{client.host}:{client.port}"
+    factory = client.factory
 
     done: list[Any] = []
+    links: list[Any] = []
 
     def finish(outcome: Any) -> None:
         if done:
@@ -315,9 +394,24 @@ def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) ->
 
     def attemptFailed(reason: Failure) -> None:
         if not client.isReady:
-            finish(reason)
+            finish(_mismatch(reason.value, where, websocket, websocketSource, None) or reason)
 
-    client.factory.addAttemptFailureObserver(attemptFailed)
+    def onConnected(transport: Any) -> None:
+        if not done:
+            links.append(factory.link)
+
+    def disconnected(transport: Any, reason: Failure) -> None:
+        if client.isReady or done:
+            return
+        link = next((link for link in links if link is not None and link.transport is transport), None)
+        reads = link.keepalive.reads if link is not None else None
+        mismatch = _mismatch(reason.value, where, websocket, websocketSource, reads)
+        if mismatch is not None:
+            finish(mismatch)
+
+    factory.addAttemptFailureObserver(attemptFailed)
+    factory.addConnectionObserver(onConnected)
+    factory.addDisconnectionObserver(disconnected)
     if not client.running:
         client.startService()
     connected = client.whenConnected(failAfterFailures=1)
@@ -330,9 +424,54 @@ def connectClient(client: Client, reactor: Any, timeout: float | None = 30.0) ->
         )
 
     def cleanup(outcome: Any) -> Any:
-        client.factory.removeAttemptFailureObserver(attemptFailed)
+        factory.removeAttemptFailureObserver(attemptFailed)
+        factory.removeDisconnectionObserver(disconnected)
+        links.clear()
         if not connected.called:
             connected.cancel()
         return outcome
 
     return result.addBoth(cleanup)
+
+
+def _mismatch(
+    error: BaseException, where: str, websocket: bool, websocketSource: str, reads: int | None
+) -> Failure | None:
+    """A :class:`TransportMismatchError` when the way the first connection
+    failed shows a transport that does not match the port, else ``None``.
+
+    :param reads: reads that arrived on the ready connection (``None``: it
+        never became ready).
+    """
+    if websocket:
+        # The opening handshake failed after TCP (and TLS) succeeded: the
+        # server does not speak WebSocket there.
+        if reads is None and isinstance(error, (ConnectionLost, ConnectionDone)) and tlsProblem(error) is None:
+            detail = _handshakeDetail(error)
+            return Failure(TransportMismatchError(
+                f"the WebSocket handshake with {where} failed ({detail}): the transport probably does not match "
+                f"the port (a TLS TCP port? then drop {websocketSource}; {_PORTS_HINT})"
+            ))
+        return None
+    if isinstance(error, FrameTooLargeError) and error.length.to_bytes(4, "big") in (b"HTTP", b"http"):
+        return Failure(TransportMismatchError(
+            f"{where} answered in HTTP over TLS TCP: the transport probably does not match the port "
+            f"(a WebSocket port? then add --websocket; {_PORTS_HINT})"
+        ))
+    if isinstance(error, RequestTimeout) and reads == 0:
+        # TLS succeeded, the first request went out, and not one byte came
+        # back: a WebSocket server waits for an HTTP upgrade request.
+        return Failure(TransportMismatchError(
+            f"connected to {where} over TLS TCP, but the server sent nothing back: the transport probably does "
+            f"not match the port (a WebSocket port? then add --websocket; {_PORTS_HINT})"
+        ))
+    return None
+
+
+def _handshakeDetail(error: BaseException) -> str:
+    """Autobahn's reason for a failed opening handshake, without its wrapping."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    found = re.search(r"closed uncleanly \((.*)\)", text)
+    if found:
+        text = found.group(1).strip().strip('"')
+    return text or "the server closed the connection"

@@ -39,7 +39,7 @@ from .commands import connectOneShot
 from .connect import Connection
 from .jsonlines import dumpJson
 from .options import UsageError, periodOption
-from .status import EXIT_FAILURE, EXIT_OK, describeError, say
+from .status import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_OK, isBrokenPipe, say
 
 try:  # POSIX advisory locks: two downloads never write one file
     import fcntl
@@ -237,12 +237,17 @@ class _JsonLinesWriter(_Writer):
         self.stream = stream
 
     def write(self, rows: Sequence[Any]) -> None:
-        names, cells = self.names, self.table.cells
+        # The first column is the time: ISO 8601 under "time", and beside it
+        # the milliseconds since the epoch under "timeMs" (as in the stream's
+        # JSON lines; jq's fromdate rejects fractional seconds).
+        names, cells = self.names[1:], self.table.cells
         out = []
         for row in rows:
             values = cells(row)
-            values[0] = _iso(values[0])
-            out.append(dumpJson(dict(zip(names, values))))
+            ms = int(values[0])
+            record: dict[str, Any] = {"time": _iso(ms), "timeMs": ms}
+            record.update(zip(names, values[1:]))
+            out.append(dumpJson(record))
         out.append("")
         self.stream.write("\n".join(out))
         self.stream.flush()
@@ -255,7 +260,8 @@ class _JsonLinesWriter(_Writer):
 
     def parseTime(self, line: str) -> int:
         record = json.loads(line)
-        if not isinstance(record, dict) or list(record) != self.names:
+        # Files written before "timeMs" existed resume as well.
+        if not isinstance(record, dict) or [k for k in record if k != "timeMs"] != self.names:
             raise ValueError("not a row of this command")
         return _parseIso(record["time"])
 
@@ -854,7 +860,9 @@ async def _download(
                 report.stop()
             if state["interrupted"]:
                 return await _interrupted(connection, output, report, stderr)
-            say(stderr, f"error: {describeError(error, connection.host, connection.port)}")
+            if isBrokenPipe(error) and output is not None and output.path is None:
+                return EXIT_BROKEN_PIPE  # `... | head`: the reader of stdout has gone; nothing to say
+            say(stderr, f"error: {connection.describe(error)}")
             if output is not None:
                 say(stderr, output.keep())
             return EXIT_FAILURE

@@ -4,12 +4,16 @@
 :class:`EventFormatter` turns decoded Open API events into JSON-ready dicts
 and :func:`dumpJson` writes one as a line. One line per event, for example::
 
-    {"event":"spot","time":"2026-01-05T10:15:02.250Z","account":2000001,"symbol":"EURUSD","symbolId":1,"bid":1.08123,"ask":1.08125,"simulated":true}
+    {"event":"spot","time":"2026-01-05T10:15:02.250Z","timeMs":1767608102250,"account":2000001,"symbol":"EURUSD","symbolId":1,"bid":1.08123,"ask":1.08125,"simulated":true}
 
 Prices are JSON numbers written exactly with the symbol's digits (from the
 wire's integers in 1/100000 of a unit, through :class:`decimal.Decimal`);
 volumes are in units (the wire's cents / 100); times are ISO 8601 UTC with
-milliseconds. The ``bars`` command's CSV uses the same prices and times.
+milliseconds, each with its milliseconds since the epoch beside it under the
+same key plus ``Ms`` (``time`` and ``timeMs``, ``barTime`` and
+``barTimeMs``: jq's ``fromdate`` rejects fractional seconds). Prices and
+stops the server left unset or sent as zero (which means "none" for a
+price) are left out. The ``bars`` command's CSV uses the same prices and times.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from ..messages.OpenApiModelMessages_pb2 import (
 )
 from ..units import WIRE_PRICE_DIGITS, isoTime, moneyFromWire, priceFromDouble, priceFromWire, unitsFromVolume
 
-__all__ = ["EventFormatter", "SymbolInfo", "dumpJson", "decimalPrice", "isoTime", "enumName", "WIRE_PRICE_DIGITS"]
+__all__ = ["EventFormatter", "SymbolInfo", "dumpJson", "decimalPrice", "isoTime", "stamp", "enumName",
+           "WIRE_PRICE_DIGITS"]
 
 #: A wire price as a Decimal with the symbol's digits (:func:`ctrader_twisted.units.priceFromWire`).
 decimalPrice = priceFromWire
@@ -45,6 +50,19 @@ def _doublePrice(value: float, digits: int | None) -> Decimal | None:
     if number is not None and digits is None and number == number.to_integral_value():
         return number.normalize()
     return number
+
+
+def _setPrice(line: dict[str, Any], key: str, message: Any, field: str, digits: int | None) -> None:
+    """``line[key]`` = the double price *field* of *message*, unless the
+    server left it unset or sent zero (no price), or it is not finite."""
+    if not message.HasField(field):
+        return
+    value = float(getattr(message, field))
+    if value == 0.0:
+        return
+    price = _doublePrice(value, digits)
+    if price is not None:
+        line[key] = price
 
 
 def dumpJson(value: Any) -> str:
@@ -63,6 +81,12 @@ def dumpJson(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(dumpJson(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def stamp(line: dict[str, Any], key: str, ms: int) -> None:
+    """Set ``line[key]`` to the ISO time of *ms* and ``line[key + "Ms"]`` to *ms*."""
+    line[key] = isoTime(ms)
+    line[key + "Ms"] = ms
 
 
 def enumName(enum: EnumTypeWrapper, number: int) -> str:
@@ -128,15 +152,15 @@ class EventFormatter:
         bid = int(event.bid) if event.HasField("bid") else previous[0]
         ask = int(event.ask) if event.HasField("ask") else previous[1]
         self._quotes[(accountId, symbolId)] = (bid, ask)
-        line: dict[str, Any] = {
-            "event": "spot",
-            "time": isoTime(ms),
+        line: dict[str, Any] = {"event": "spot"}
+        stamp(line, "time", ms)
+        line.update({
             "account": accountId,
             "symbol": info.name,
             "symbolId": symbolId,
             "bid": None if bid is None else self._price(bid, info),
             "ask": None if ask is None else self._price(ask, info),
-        }
+        })
         if event.HasField("sessionClose"):
             line["sessionClose"] = self._price(int(event.sessionClose), info)
         line["simulated"] = self.simulated
@@ -156,21 +180,24 @@ class EventFormatter:
             close: Decimal | None = self._price(low + int(bar.deltaClose), info)
         else:
             close = None if bid is None else self._price(bid, info)
-        return {
-            "event": "trendbar",
-            "time": isoTime(ms),
+        line: dict[str, Any] = {"event": "trendbar"}
+        stamp(line, "time", ms)
+        line.update({
             "account": accountId,
             "symbol": info.name,
             "symbolId": info.symbolId,
             "period": enumName(ProtoOATrendbarPeriod, bar.period),
-            "barTime": isoTime(int(bar.utcTimestampInMinutes) * 60_000),
+        })
+        stamp(line, "barTime", int(bar.utcTimestampInMinutes) * 60_000)
+        line.update({
             "open": self._price(low + int(bar.deltaOpen), info),
             "high": self._price(low + int(bar.deltaHigh), info),
             "low": self._price(low, info),
             "close": close,
             "volume": int(bar.volume),
             "simulated": self.simulated,
-        }
+        })
+        return line
 
     def depth(self, event: Any) -> dict[str, Any]:
         """``ProtoOADepthEvent``: new quotes (id, side, price, size in units) and deleted ids."""
@@ -182,21 +209,22 @@ class EventFormatter:
             quotes.append(
                 {"id": int(quote.id), "side": side, "price": self._price(int(price), info), "size": unitsFromVolume(int(quote.size))}
             )
-        return {
-            "event": "depth",
-            "time": isoTime(self.now()),
+        line: dict[str, Any] = {"event": "depth"}
+        stamp(line, "time", self.now())
+        line.update({
             "account": accountId,
             "symbol": info.name,
             "symbolId": symbolId,
             "quotes": quotes,
             "deleted": [int(i) for i in event.deletedQuotes],
             "simulated": self.simulated,
-        }
+        })
+        return line
 
     def execution(self, event: Any) -> dict[str, Any]:
         """``ProtoOAExecutionEvent``: order, position and deal ids, side, volume, prices."""
         accountId = int(event.ctidTraderAccountId)
-        line: dict[str, Any] = {"event": "execution", "time": None, "account": accountId,
+        line: dict[str, Any] = {"event": "execution", "time": None, "timeMs": None, "account": accountId,
                                 "type": enumName(ProtoOAExecutionType, event.executionType)}
         ms: int | None = None
         order = event.order if event.HasField("order") else None
@@ -217,8 +245,7 @@ class EventFormatter:
             line["orderType"] = enumName(ProtoOAOrderType, order.orderType)
             line["orderStatus"] = enumName(ProtoOAOrderStatus, order.orderStatus)
             for name in ("limitPrice", "stopPrice", "executionPrice"):
-                if order.HasField(name):
-                    line[name] = _doublePrice(getattr(order, name), digits)
+                _setPrice(line, name, order, name, digits)
             if order.HasField("clientOrderId"):
                 line["clientOrderId"] = order.clientOrderId
             if order.HasField("utcLastUpdateTimestamp"):
@@ -226,36 +253,32 @@ class EventFormatter:
         if position is not None:
             line["positionId"] = int(position.positionId)
             line["positionStatus"] = enumName(ProtoOAPositionStatus, position.positionStatus)
-            if position.HasField("price"):
-                line["positionPrice"] = _doublePrice(position.price, digits)
+            # An order just accepted has a position record without a price
+            # yet: a zero price is "none", never a price.
+            _setPrice(line, "positionPrice", position, "price", digits)
             for name in ("stopLoss", "takeProfit"):
-                if position.HasField(name):
-                    line[name] = _doublePrice(getattr(position, name), digits)
+                _setPrice(line, name, position, name, digits)
             if ms is None and position.HasField("utcLastUpdateTimestamp"):
                 ms = int(position.utcLastUpdateTimestamp)
         if deal is not None:
             line["dealId"] = int(deal.dealId)
             line["filledVolume"] = unitsFromVolume(int(deal.filledVolume))
-            if deal.HasField("executionPrice"):
-                line["dealPrice"] = _doublePrice(deal.executionPrice, digits)
+            _setPrice(line, "dealPrice", deal, "executionPrice", digits)
             if deal.HasField("commission"):
                 moneyDigits = int(deal.moneyDigits) if deal.HasField("moneyDigits") else None
                 line["commission"] = moneyFromWire(int(deal.commission), moneyDigits)
             ms = int(deal.executionTimestamp)
         if event.HasField("errorCode"):
             line["errorCode"] = event.errorCode
-        line["time"] = isoTime(ms if ms is not None else self.now())
+        stamp(line, "time", ms if ms is not None else self.now())
         line["simulated"] = self.simulated
         return line
 
     def orderError(self, event: Any) -> dict[str, Any]:
         """``ProtoOAOrderErrorEvent``: error code and description."""
-        line: dict[str, Any] = {
-            "event": "order_error",
-            "time": isoTime(self.now()),
-            "account": int(event.ctidTraderAccountId),
-            "errorCode": event.errorCode,
-        }
+        line: dict[str, Any] = {"event": "order_error"}
+        stamp(line, "time", self.now())
+        line.update({"account": int(event.ctidTraderAccountId), "errorCode": event.errorCode})
         for name in ("orderId", "positionId", "description"):
             if event.HasField(name):
                 line[name] = getattr(event, name)

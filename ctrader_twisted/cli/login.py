@@ -40,7 +40,7 @@ from ..endpoints import EndPoints
 from ..tokens import FileTokenStore, TokenStoreError, Tokens
 from .config import Application, Credentials, Settings, loadApplication
 from .options import UsageError, positiveNumber
-from .status import EXIT_FAILURE, EXIT_OK, describeError, say
+from .status import EXIT_FAILURE, EXIT_OK, docsUrl, say
 
 __all__ = ["addParser", "login", "openBrowser", "redirectTarget", "RedirectListener", "LoginError",
            "DEFAULT_REDIRECT_URI"]
@@ -62,7 +62,7 @@ def addParser(sub: Any, common: argparse.ArgumentParser) -> None:
         "login", parents=[common], help="authorize the application in a browser and keep the tokens",
         description="Run the OAuth authorization-code flow: open the consent page, receive the redirect on a "
         "loopback port, exchange the code and keep the tokens in the token file, where every command finds "
-        "them (see docs/credentials.rst).",
+        f"them (see {docsUrl('credentials')}).",
     )
     parser.add_argument("--redirect-port", dest="redirectPort", type=int, metavar="PORT",
                         help="receive the redirect on http://localhost:PORT/redirect (0: any free port)")
@@ -307,7 +307,7 @@ async def _sayAccounts(reactor: Any, app: Application, tokens: Tokens, timeout: 
         await connection.connect()
         accounts = await connection.listAccounts()
     except Exception as error:
-        say(stderr, f"warning: could not list the accounts: {describeError(error, connection.host, connection.port)}")
+        say(stderr, f"warning: could not list the accounts: {connection.describe(error)}")
         return
     finally:
         await connection.close()

@@ -27,14 +27,14 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred
 
 from .options import UsageError, openOutput, positiveNumber, splitNames
-from .status import EXIT_FAILURE, EXIT_OK, say
+from .status import EXIT_FAILURE, EXIT_OK, docsUrl, say
 
 __all__ = ["addRedisOptions", "checkRedisOptions", "redisSinks", "addConsumeParser", "consumeCommand", "seenKeys", "withKey"]
 
 
 def addRedisOptions(parser: argparse.ArgumentParser) -> None:
     """``--redis``, ``--redis-maxlen``, ``--redis-prefix`` (the ``stream`` command)."""
-    group = parser.add_argument_group("Redis Streams (needs the redis extra; see docs/scaling.rst)")
+    group = parser.add_argument_group(f"Redis Streams (needs the redis extra; see {docsUrl('scaling')})")
     group.add_argument("--redis", metavar="URL", help="also publish every event to Redis, e.g. redis://127.0.0.1:6379/0 "
                        "(JSON lines then only with --output FILE, or --output - for stdout)")
     group.add_argument("--redis-maxlen", dest="redisMaxlen", metavar="KIND=N[,...]",
@@ -92,7 +92,7 @@ def addConsumeParser(sub: Any) -> None:
     """The ``consume`` subcommand's options."""
     consume = sub.add_parser("consume", help="read the Redis streams with a consumer group, as JSON lines",
                              description="Read ctrader:{ACCOUNT}:KIND streams with a consumer group; each event is "
-                             "written as its JSON line with its idempotency key (see docs/scaling.rst).")
+                             f"written as its JSON line with its idempotency key (see {docsUrl('scaling')}).")
     consume.add_argument("--redis", required=True, metavar="URL", help="e.g. redis://127.0.0.1:6379/0")
     consume.add_argument("--group", required=True, metavar="NAME", help="consumer group")
     consume.add_argument("--account", dest="accounts", required=True, metavar="ID[,ID...]", help="account ids")

@@ -3,13 +3,17 @@
 
 Every status line of the console command, the stream service and the twistd
 plugin goes through :func:`say` and starts with :data:`PREFIX`. Errors are
-one line each (:func:`describeError`): they name what failed and what to
-check, never a secret.
+one line each (:func:`describeError`): they name what failed, where the bad
+value came from (an option, an environment variable or the config file) and
+what to check, never a secret. Messages that send the user to the
+documentation give its address (:func:`docsUrl`), read from the installed
+package's metadata: an installed user has no ``docs/`` folder.
 """
 
 from __future__ import annotations
 
-from typing import TextIO
+import errno
+from typing import Mapping, TextIO
 
 from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError, TimeoutError as ConnectTimeoutError
 
@@ -29,9 +33,13 @@ __all__ = [
     "describeError",
     "tlsProblem",
     "isExpected",
+    "isBrokenPipe",
+    "docsUrl",
+    "DOCS_URL",
     "EXIT_OK",
     "EXIT_FAILURE",
     "EXIT_USAGE",
+    "EXIT_BROKEN_PIPE",
 ]
 
 #: The command's name, as the user types it.
@@ -44,6 +52,48 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 #: bad arguments or configuration
 EXIT_USAGE = 2
+#: the reader of stdout went away (``... | head``): the status of a process
+#: that a ``SIGPIPE`` ended, as shells report it (128 + 13), without a message
+EXIT_BROKEN_PIPE = 141
+
+#: The documentation's address when the package metadata does not give one
+#: (running from a source tree that was never installed).
+DOCS_URL = "https://ctrader-twisted.readthedocs.io/en/latest/"
+
+_DISTRIBUTION = "ctrader-twisted"
+
+
+def _documentationBase() -> str:
+    """The ``Documentation`` project URL of the installed package, else :data:`DOCS_URL`."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata(_DISTRIBUTION).get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return DOCS_URL
+    for entry in urls:
+        label, _, url = str(entry).partition(",")
+        url = url.strip()
+        if label.strip().lower() == "documentation" and url.startswith(("https://", "http://")):
+            return url if url.endswith("/") else url + "/"
+    return DOCS_URL
+
+
+def docsUrl(page: str = "", anchor: str = "") -> str:
+    """The address of a documentation page, e.g. ``docsUrl("cli")``.
+
+    The base is the package metadata's ``Documentation`` project URL
+    (``setup.cfg``: ``project_urls``), so it follows wherever the package
+    says its documentation lives; :data:`DOCS_URL` when the package is not
+    installed.
+
+    :param page: the page's name without suffix (``"cli"``, ``"credentials"``);
+        empty for the documentation's front page.
+    :param anchor: a section id on the page (``"errors-and-exit-status"``).
+    :returns: an absolute ``https://`` address.
+    """
+    url = _documentationBase() + (f"{page}.html" if page else "")
+    return f"{url}#{anchor}" if anchor else url
 
 
 def say(stream: TextIO, text: str) -> None:
@@ -65,20 +115,55 @@ class StreamError(Exception):
     failure. Never holds a secret."""
 
 
-def describeError(error: BaseException, host: str, port: int) -> str:
-    """A one-line explanation of *error* for the user (never a secret)."""
+#: Where a setting may come from, when the caller does not know which one it
+#: came from (see :func:`describeError`'s *sources*).
+_ANY_SOURCE = {
+    "clientId": "--client-id, CTRADER_CLIENT_ID or client_id in the config file",
+    "clientSecret": "--client-secret, CTRADER_CLIENT_SECRET or client_secret in the config file",
+    "accessToken": "the token file, --access-token, CTRADER_ACCESS_TOKEN or access_token in the config file",
+}
+
+
+def describeError(error: BaseException, host: str, port: int, sources: Mapping[str, str] | None = None) -> str:
+    """A one-line explanation of *error* for the user (never a secret).
+
+    :param sources: where each setting came from, by setting name
+        (:attr:`~ctrader_twisted.cli.config.Settings.sources`: ``"--account"``,
+        ``"CTRADER_ACCOUNT_ID"``, ``"accounts in config file PATH"``...), so
+        that a refused value is traced to the place the user can fix;
+        without it the message names every place it may have come from.
+    """
     where = f"{host}:{port}"
+    known = sources or {}
+
+    def source(name: str) -> str:
+        return known.get(name) or _ANY_SOURCE[name]
+
     if isinstance(error, StreamError):
         return str(error)
     if isinstance(error, ClientAuthenticationError):
-        return (
-            f"{where} refused the application credentials ({error}): "
-            "check the client id and secret (CTRADER_CLIENT_ID, CTRADER_CLIENT_SECRET)"
-        )
+        if "clientId" in known and "clientSecret" in known:
+            given = f"the client id from {known['clientId']} and the secret from {known['clientSecret']}"
+        else:
+            given = "the client id and secret"
+        return f"{where} refused the application credentials ({error}): check {given}"
     if isinstance(error, AccessTokenInvalidError):
-        return f"{where} refused the access token ({error}): check CTRADER_ACCESS_TOKEN or refresh it"
+        return (
+            f"{where} refused the access token from {source('accessToken')} ({error}): "
+            "run `ctrader-twisted login` for new tokens, or give a refresh token"
+        )
     if isinstance(error, AccountNotAuthorizedError):
-        return f"the access token does not grant this account ({error}): check CTRADER_ACCOUNT_ID"
+        account = f"account {error.ctidTraderAccountId}" if error.ctidTraderAccountId else "this account"
+        server = error.errorCode + (f": {error.description}" if error.description else "")
+        if "accounts" in known:
+            return (
+                f"the access token does not grant {account}, given by {known['accounts']} ({server}): "
+                f"fix {known['accounts']}; `ctrader-twisted accounts` lists the accounts the token grants"
+            )
+        return (
+            f"the access token does not grant {account} ({server}): "
+            "`ctrader-twisted accounts` lists the accounts it grants"
+        )
     if isinstance(error, OpenApiError):
         return f"{where} answered with an error: {error}"
     if isinstance(error, DNSLookupError):
@@ -101,6 +186,11 @@ def describeError(error: BaseException, host: str, port: int) -> str:
         return f"{where}: {error}"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{where}: {type(error).__name__}" + (f": {text}" if text else "")
+
+
+def isBrokenPipe(error: BaseException) -> bool:
+    """Whether *error* is a write to a pipe whose reader has gone (``... | head``)."""
+    return isinstance(error, BrokenPipeError) or (isinstance(error, OSError) and error.errno == errno.EPIPE)
 
 
 def tlsProblem(error: BaseException) -> str | None:

@@ -32,7 +32,7 @@ from .connect import SIMULATOR_SPOT_INTERVAL, Connection
 from .jsonlines import EventFormatter, SymbolInfo, dumpJson, enumName
 from .options import openOutput, parsePeriod, periodNames, positiveNumber, splitNames
 from .scaleout import redisSinks
-from .status import EXIT_FAILURE, EXIT_OK, StreamError, describeError, isExpected, say
+from .status import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_OK, StreamError, isBrokenPipe, isExpected, say
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
@@ -113,6 +113,8 @@ class StreamService(MultiService):
         self.written = 0
         self.reconnects = 0
         self.streaming = False
+        #: whether the reader of the output went away (a broken pipe)
+        self.outputClosed = False
         self._error: StreamError | None = None
         self._finished = False
         self._stopping = False
@@ -204,7 +206,7 @@ class StreamService(MultiService):
         error = failure.value
         if not isExpected(error):
             self._log.failure("Unexpected error while starting the stream", failure)
-        self._fail(StreamError(describeError(error, self.connection.host, self.connection.port)))
+        self._fail(StreamError(self.connection.describe(error)))
 
     # --- starting --------------------------------------------------------------------
 
@@ -213,7 +215,7 @@ class StreamService(MultiService):
         connection = self.connection
         client = connection.start()
         where = connection.where
-        if connection.simulated:
+        if connection.inProcess:
             self._say(
                 f"SIMULATED DATA: no --host given, streaming from the bundled simulator on "
                 f"{where} (no account, no network); every line has \"simulated\": true"
@@ -232,6 +234,13 @@ class StreamService(MultiService):
         if self._stopping:
             return
         self._log.info("Application authenticated on {host}:{port}", host=connection.host, port=connection.port)
+        if not connection.inProcess and await connection.identify():
+            self._say(
+                f"SIMULATED DATA: {where} is a ctrader-twisted simulator (its version answer says "
+                f"{connection.serverVersion!r}); every line has \"simulated\": true"
+            )
+        if self._stopping:
+            return
         self.accountIds = await connection.authorizeAccounts(settings.accountIds)
         self._log.info("Accounts authorized: {accounts}", accounts=self.accountIds)
         marketAccount = self.accountIds[0]
@@ -240,7 +249,7 @@ class StreamService(MultiService):
         for accountId in self.accountIds[1:]:  # names for the execution events of the other accounts
             _, symbols[accountId] = await connection.resolveSymbols(accountId, ())
         self._log.info("Symbols resolved: {symbols}", symbols=[(s.name, s.symbolId) for s in self.resolved])
-        self.formatter = EventFormatter(symbols, settings.simulated, lambda: int(self.reactor.seconds() * 1000))
+        self.formatter = EventFormatter(symbols, connection.simulated, lambda: int(self.reactor.seconds() * 1000))
         for payload, listener in (
             ("ProtoOASpotEvent", self._onSpot),
             ("ProtoOADepthEvent", self._onDepth),
@@ -312,7 +321,11 @@ class StreamService(MultiService):
                 try:
                     self.output.write(text + "\n")
                     self.output.flush()
-                except BrokenPipeError:
+                except OSError as error:
+                    if not isBrokenPipe(error):
+                        raise
+                    # `... | head`: the reader has gone; not the server's fault.
+                    self.outputClosed = True
                     self._finish("output closed")
                     return
             for sink in self.sinks:
@@ -346,7 +359,9 @@ async def streamCommand(reactor: Any, args: argparse.Namespace, settings: Settin
 
     :returns: :data:`~ctrader_twisted.cli.status.EXIT_OK` when done (count,
         duration, interrupted), :data:`~ctrader_twisted.cli.status.EXIT_FAILURE`
-        after a fatal error (reported on *stderr*).
+        after a fatal error (reported on *stderr*),
+        :data:`~ctrader_twisted.cli.status.EXIT_BROKEN_PIPE` when the reader
+        of the output went away (``... | head``; nothing is said).
     :raises ~ctrader_twisted.cli.options.UsageError: a bad option value.
     """
     symbols = splitNames(args.symbols)
@@ -369,7 +384,7 @@ async def streamCommand(reactor: Any, args: argparse.Namespace, settings: Settin
     service.startService()
     try:
         await service.whenDone()
-        return EXIT_OK
+        return EXIT_BROKEN_PIPE if service.outputClosed else EXIT_OK
     except StreamError as error:
         say(stderr, f"error: {error}")
         return EXIT_FAILURE

@@ -6,15 +6,25 @@
     twistd -n ctrader --symbols EURUSD,XAUUSD [--host demo] [--websocket]
         [--account ID[,ID]] [--trendbars M1] [--depth] [--output FILE]
         [--ca-file PEM] [--config PATH] [--token-file PATH] [--count N] [--duration S]
-        [--redis URL [--redis-maxlen KIND=N,...] [--group NAME [--lease S]]]
+        [--redis URL [--redis-maxlen KIND=N,...] [--group NAME [--lease S]]] [-v]
 
 Without a host it streams from the bundled simulator, in-process. With a
 host, tokens come from the token file when it holds newer ones than the
 configuration (``ctrader-twisted login`` writes it), and refreshed tokens are
 written back to it. JSON lines
-go to stdout (or ``--output``); status lines to stderr. When twistd would log
-to stdout (``-n`` without ``--logfile``), its log is sent to stderr instead,
-so stdout stays pure JSON lines.
+go to stdout (or ``--output``); status lines to stderr.
+
+Who writes what on stderr: the status lines (:func:`~ctrader_twisted.cli.status.say`)
+tell the user what happens, once each. When twistd would log to stdout
+(``-n`` without ``--logfile``), its log goes to stderr instead
+(:func:`stderrLogObserver`), so stdout stays pure JSON lines, and it shows
+only critical events (tracebacks of bugs) unless ``-v`` (info) or ``-vv``
+(debug) asks for more, as the console command does: the log would otherwise
+repeat every status line. ``--logfile FILE`` gets the whole log.
+
+A bad option is one line (``ctrader-twisted: error: ...``, with a hint to
+``twistd ctrader --help``) and exit status 2, not twistd's whole usage text;
+``twistd ctrader --version`` prints ctrader-twisted's version.
 
 twistd has no way for a service to choose the exit status: on a fatal error
 (unknown symbol, refused credentials, unreachable host, certificate failure)
@@ -31,22 +41,41 @@ from typing import Any, Callable, TextIO
 
 from twisted.application.service import IService
 from twisted.internet.error import ReactorNotRunning
-from twisted.logger import ILogObserver, textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    textFileLogObserver,
+)
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from .._version import __version__
 from .config import ConfigError, Settings, loadSettings
 from .options import UsageError, openOutput, periodNames, portNumber, positiveNumber, splitNames
 from .scaleout import checkRedisOptions, redisSinks
-from .status import EXIT_FAILURE, say
+from .status import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_USAGE, docsUrl, say
 from .stream import StreamService
 
 __all__ = ["Options", "makeService", "stopWhenDone", "stderrLogObserver"]
 
 
+#: ``-v`` given how many times to the last :class:`Options` parsed (twistd
+#: builds its log observer from a name, without arguments).
+_verbosity: list[int] = [0]
+
+
 def stderrLogObserver() -> ILogObserver:
-    """twistd ``--logger`` factory: log to stderr (keeps stdout for JSON lines)."""
-    return textFileLogObserver(sys.__stderr__ or sys.stderr)
+    """twistd ``--logger`` factory: log to stderr (keeps stdout for JSON lines).
+
+    Critical events only (tracebacks of bugs), since the status lines already
+    say what happens; info with ``-v``, debug with ``-vv``.
+    """
+    level = {0: LogLevel.critical, 1: LogLevel.info}.get(_verbosity[0], LogLevel.debug)
+    return FilteringLogObserver(
+        textFileLogObserver(sys.__stderr__ or sys.stderr), [LogLevelFilterPredicate(defaultLogLevel=level)]
+    )
 
 
 class Options(usage.Options):
@@ -59,7 +88,7 @@ class Options(usage.Options):
         "in the config file) the data comes from the bundled simulator and every line says "
         '"simulated": true. Credentials: prefer the environment (CTRADER_CLIENT_ID, '
         "CTRADER_CLIENT_SECRET, CTRADER_ACCESS_TOKEN, CTRADER_REFRESH_TOKEN, CTRADER_ACCOUNT_ID) or "
-        "the config file (~/.config/ctrader-twisted/config.toml): see docs/cli.rst."
+        f"the config file (~/.config/ctrader-twisted/config.toml): see {docsUrl('cli', 'twistd-plugin')}."
     )
     optParameters = [
         ["symbols", "s", None, "Comma-separated symbol names (required), e.g. EURUSD,XAUUSD."],
@@ -92,6 +121,39 @@ class Options(usage.Options):
 
     #: environment used by :meth:`postOptions` (tests replace it)
     environ: Any = None
+    #: where a usage error is said under twistd (tests replace it)
+    stderr: TextIO | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["verbose"] = 0
+
+    def opt_verbose(self) -> None:
+        """Log to stderr too: info (-vv: debug). Without it, only the status lines."""
+        self["verbose"] += 1
+
+    opt_v = opt_verbose
+
+    def opt_version(self) -> None:
+        """Print ctrader-twisted's version and exit."""
+        print(f"twistd ctrader (ctrader-twisted) {__version__}")
+        sys.exit(0)
+
+    def parseOptions(self, options: Any = None) -> None:
+        """Parse and check; under twistd a usage error is one line and exit status 2.
+
+        twistd prints its whole usage text before an error; the options of a
+        stream are better explained by the one line that names the problem,
+        and ``--help`` lists them all. Outside twistd (no parent) the
+        ``UsageError`` is raised as usual.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            if self.parent is None:
+                raise
+            say(self.stderr or sys.stderr, f"error: {error} (`twistd ctrader --help` lists the options)")
+            raise SystemExit(EXIT_USAGE) from None
 
     def postOptions(self) -> None:
         """Check everything now: twistd prints a ``UsageError`` as one line,
@@ -102,6 +164,7 @@ class Options(usage.Options):
                 self["outputFile"] = openOutput(self["output"], "a")
         except (UsageError, ConfigError) as error:
             raise usage.UsageError(str(error)) from None
+        _verbosity[0] = self["verbose"]
         parent = self.parent
         if self["output"] is None and parent is not None and not self["redis"]:
             if not parent.get("nodaemon"):
@@ -198,12 +261,16 @@ def makeService(options: Options, reactor: Any = None, stdout: TextIO | None = N
 def stopWhenDone(service: Any, reactor: Any, status: TextIO, setExitStatus: Callable[[int], None]) -> None:
     """When *service* (with a ``whenDone()``) is done, stop *reactor*; after a fatal error, print it
     as one line on *status* and call ``setExitStatus(1)``
-    (:data:`~ctrader_twisted.cli.status.EXIT_FAILURE`)."""
+    (:data:`~ctrader_twisted.cli.status.EXIT_FAILURE`); when the reader of
+    the output went away, ``setExitStatus(141)``
+    (:data:`~ctrader_twisted.cli.status.EXIT_BROKEN_PIPE`), quietly."""
 
     def ended(result: Any) -> None:
         if isinstance(result, Failure):
             say(status, f"error: {result.getErrorMessage()}")
             setExitStatus(EXIT_FAILURE)
+        elif getattr(service, "outputClosed", False):
+            setExitStatus(EXIT_BROKEN_PIPE)  # `twistd -n ctrader ... | head`: quietly
         try:
             reactor.stop()
         except ReactorNotRunning:  # already stopping (Ctrl-C, SIGTERM)

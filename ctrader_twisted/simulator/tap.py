@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_simulator_cli -*-
-"""The ``twistd ctrader-simulator`` plugin and the options of ``python -m
-ctrader_twisted.simulator``.
+"""The ``twistd ctrader-simulator`` plugin, and the one table of the
+simulator's options (``ctrader-twisted simulator``, ``ctrader-simulator`` and
+``python -m ctrader_twisted.simulator`` build their argparse options from it).
 
 ``twistd -n ctrader-simulator`` listens on 5035 (TLS TCP) and 5036
 (``wss://``) on 127.0.0.1 with a certificate kept in ``--cert-dir`` (minted
@@ -66,6 +67,13 @@ class Options(usage.Options):
         ["idle-timeout", None, 30.0, "Seconds of silence before a connection is closed (0: never).", float],
         ["client-id", None, "sim-client-id", "Application client id to accept."],
     ]
+
+    def opt_version(self) -> None:
+        """Print ctrader-twisted's version (not Twisted's) and exit."""
+        from .._version import __version__
+
+        print(f"twistd ctrader-simulator (ctrader-twisted) {__version__}")
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         self["tls-port"] = _port(self["tls-port"], "tls-port")

@@ -37,10 +37,15 @@ if TYPE_CHECKING:
     from ..accounts import Account, Token
     from ..session import Session
 
-__all__ = ["HANDLERS", "SERVER_VERSION"]
+__all__ = ["HANDLERS", "SERVER_VERSION", "SIMULATOR_MARKER"]
+
+#: How the simulator identifies itself in its version answer: clients (the
+#: command line's ``"simulated"`` field) look for it there. Real servers
+#: answer a protocol version number ("91"), never this.
+SIMULATOR_MARKER = "ctrader-twisted-simulator"
 
 #: What ``ProtoOAVersionRes.version`` says.
-SERVER_VERSION = "91-simulator"
+SERVER_VERSION = f"91-{SIMULATOR_MARKER}"
 
 #: The handlers of this module.
 HANDLERS = Registry()
