@@ -443,7 +443,7 @@ def table(report: dict[str, Any]) -> str:
     for size in sizes:
         mib = int(size) / MiB
         pair(f"large response {mib:g} MiB, ms", f"large_{size}_ms", False)
-        pair(f"  ms per MiB", f"large_{size}_ms_per_mib", False)
+        pair("  ms per MiB", f"large_{size}_ms_per_mib", False)
     for size in sizes:
         mib = int(size) / MiB
         o, s = f.get(f"reassembly_{size}_ours_ms", {}), f.get(f"reassembly_{size}_stock_ms", {})

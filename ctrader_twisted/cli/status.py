@@ -200,6 +200,15 @@ def tlsProblem(error: BaseException) -> str | None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         module = type(current).__module__
+        mismatches = getattr(current, "errors", None)
+        if module.startswith("service_identity") and mismatches:
+            # A host name mismatch: say which names the certificate was
+            # checked for (service_identity's errors name them).
+            names = ", ".join(_idText(getattr(e, "mismatched_id", e)) for e in mismatches)
+            return (
+                f"the server's certificate is not issued for the host name ({names}): "
+                "check the host name, or the certificate the server presents"
+            )
         if module.startswith("OpenSSL") or module.startswith("service_identity"):
             reasons = []
             for arg in current.args:
@@ -212,6 +221,15 @@ def tlsProblem(error: BaseException) -> str | None:
             return "; ".join(r for r in reasons if r) or type(current).__name__
         current = current.__cause__ or current.__context__
     return None
+
+
+def _idText(identity: object) -> str:
+    """A service_identity id (``DNS_ID(hostname=b'host')``) as the name it checks."""
+    for attribute in ("hostname", "ip", "uri"):
+        value = getattr(identity, attribute, None)
+        if value is not None:
+            return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    return str(identity)
 
 
 #: Errors :func:`describeError` explains without a traceback being useful.
