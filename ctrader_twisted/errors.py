@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_errors -*-
+# -*- test-case-name: tests.test_promises,tests.test_protobuf -*-
 """Every exception ctrader-twisted raises or errbacks with.
 
 Two families:

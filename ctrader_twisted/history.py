@@ -53,7 +53,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from heapq import merge
+from heapq import heapify, heappop, heappush, merge
 from itertools import chain, islice
 from typing import (
     TYPE_CHECKING,
@@ -761,31 +761,57 @@ class HistoryPacer:
     At most *slots* history requests of the downloads are outstanding
     (queued in the client or awaiting their answer) at a time; when a slot
     frees, the next download in turn gets it (round-robin), however many
-    requests each one wants. Turns are at least *spacing* seconds apart: the
+    requests each one wants. Within one download the waiting request with
+    the lowest *priority* goes first (a download gives the start of the
+    request's window: the oldest window, which is delivered first, is
+    fetched first). Turns are at least *spacing* seconds apart: the
     client's rate limiter alone would let a burst of 5 go at once every 1.1
     s, and a server that handles a burst one request after the other counts
     the last ones late, which can make two bursts look closer than a second
-    apart; spaced requests arrive, and are counted, one by one. :func:`pacerFor`
-    gives every download on one client the same pacer.
+    apart; spaced requests arrive, and are counted, one by one. With
+    *limit*, there are at most *limit* turns in any *period* seconds too
+    (:func:`pacerFor` gives the limiter's own window): requests then wait
+    for their turn here, in priority order, rather than in the client's
+    queue. :func:`pacerFor` gives every download on one client the same
+    pacer.
 
     :param slots: requests outstanding at once (5: one second of the
         historical limit, enough to keep it busy over any network).
     :param spacing: least seconds between two turns (0: none).
-    :param clock: the time source for the spacing (needed when *spacing* > 0).
+    :param clock: the time source (needed for *spacing* or *limit*).
+    :param limit: most turns in any *period* seconds (``None``: no such bound).
+    :param period: the length of that window, seconds.
     """
 
-    def __init__(self, slots: int = 5, spacing: float = 0.0, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self,
+        slots: int = 5,
+        spacing: float = 0.0,
+        clock: IReactorTime | None = None,
+        limit: int | None = None,
+        period: float = 1.0,
+    ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots must be a positive integer, got {slots!r}")
         if not (isinstance(spacing, (int, float)) and math.isfinite(spacing) and 0 <= spacing <= 60):
             raise ValueError(f"spacing must be a number of seconds from 0 to 60, got {spacing!r}")
-        if spacing and clock is None:
-            raise ValueError("a spacing needs a clock")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        if not (isinstance(period, (int, float)) and math.isfinite(period) and 0 < period <= 3600):
+            raise ValueError(f"period must be a number of seconds from 0 to 3600, got {period!r}")
+        if (spacing or limit is not None) and clock is None:
+            raise ValueError("a spacing or a limit needs a clock")
         self.slots = slots
         self.spacing = float(spacing)
         self.clock = clock
+        self.limit = limit
+        self.period = float(period)
+        #: When the last *limit* turns were given (clock seconds).
+        self._given: deque[float] = deque(maxlen=limit or 1)
         self.busy = 0
-        self._waiting: dict[object, deque[Deferred[None]]] = {}
+        #: Per owner, its waiting turns as a heap of (priority, order, Deferred).
+        self._waiting: dict[object, list[tuple[float, int, Deferred[None]]]] = {}
+        self._order = 0
         self._turns: deque[object] = deque()
         self._last = -math.inf
         self._timer: Any = None
@@ -793,24 +819,29 @@ class HistoryPacer:
     def __repr__(self) -> str:
         return f"<HistoryPacer {self.busy}/{self.slots} busy, {len(self._turns)} waiting>"
 
-    def acquire(self, owner: object) -> Deferred[None]:
+    def acquire(self, owner: object, priority: float = 0) -> Deferred[None]:
         """A Deferred that fires when *owner* may send one request; call
-        :meth:`release` once it is answered. Cancelling it gives up the turn."""
+        :meth:`release` once it is answered. Of *owner*'s waiting requests,
+        the one with the lowest *priority* goes first (equal ones in the
+        order asked). Cancelling the Deferred gives up the turn."""
+        self._order += 1
+        d: Deferred[None] = Deferred(lambda _: cancel())
+        entry = (float(priority), self._order, d)
 
-        def cancel(d: Deferred[None]) -> None:
+        def cancel() -> None:
             queue = self._waiting.get(owner)
-            if queue is not None and d in queue:
-                queue.remove(d)
+            if queue is not None and entry in queue:
+                queue.remove(entry)
+                heapify(queue)
                 if not queue:
                     del self._waiting[owner]
                     self._turns.remove(owner)
 
-        d: Deferred[None] = Deferred(cancel)
         queue = self._waiting.get(owner)
         if queue is None:
-            queue = self._waiting[owner] = deque()
+            queue = self._waiting[owner] = []
             self._turns.append(owner)
-        queue.append(d)
+        heappush(queue, entry)
         self._grant()
         return d
 
@@ -821,20 +852,24 @@ class HistoryPacer:
 
     def _grant(self) -> None:
         while self.busy < self.slots and self._turns:
-            if self.spacing:
-                assert self.clock is not None
+            if self.clock is not None:
                 now = self.clock.seconds()
                 due = self._last + self.spacing
+                given = self._given
+                if self.limit is not None and len(given) == self.limit:
+                    due = max(due, given[0] + self.period)
                 if due > now:
                     if self._timer is None or not self._timer.active():
                         self._timer = self.clock.callLater(due - now, self._grant)
                     return
                 # Turns keep to a grid: one that came late (the reactor was
-                # busy) does not push every later one back.
+                # busy) does not push every later one back. The window
+                # counts when turns were really given.
                 self._last = due if now - due < self.spacing else now
+                given.append(now)
             owner = self._turns.popleft()
             queue = self._waiting[owner]
-            d = queue.popleft()
+            d = heappop(queue)[2]
             if queue:
                 self._turns.append(owner)
             else:
@@ -849,13 +884,21 @@ _PACERS: "weakref.WeakKeyDictionary[Any, HistoryPacer]" = weakref.WeakKeyDiction
 def pacerFor(client: Any) -> HistoryPacer:
     """The :class:`HistoryPacer` every download on *client* shares: turns
     spaced by one second over the client's historical limit (0.2 s for 5/s),
-    the rate limiter adding its margin."""
+    and at most that many in any of the rate limiter's windows (1.1 s with its
+    margin): the pace the limiter lets them through at, so requests wait for
+    their turn in the pacer, where the oldest window goes first, not in the
+    client's queue."""
     pacer = _PACERS.get(client)
     if pacer is None:
         limiter = getattr(getattr(client, "factory", None), "limiter", None)
         limit = getattr(limiter, "historicalRequestsPerSecond", None)
-        spacing = 1.0 / limit if limit else 0.0
-        pacer = _PACERS[client] = HistoryPacer(spacing=spacing, clock=client.clock if spacing else None)
+        if limit:
+            pacer = HistoryPacer(
+                spacing=1.0 / limit, clock=client.clock, limit=limit, period=float(getattr(limiter, "window", 1.0))
+            )
+        else:
+            pacer = HistoryPacer()
+        _PACERS[client] = pacer
     return pacer
 
 
@@ -882,6 +925,9 @@ class Progress:
         rate-limit refusal while this download ran (all requests of the
         client: it should stay 0).
     :ivar coveredUntil: rows up to this time (excluded), UTC ms, were delivered.
+    :ivar fetched: ms of the range fetched so far, delivered or not (windows
+        are fetched side by side, so this runs ahead of ``coveredUntil``;
+        with bid and ask, the mean of the two).
     :ivar lastTimestamp: time of the last row delivered, or ``None``.
     :ivar finishedAt: clock time it ended (done, failed or cancelled), or ``None``.
     """
@@ -896,6 +942,7 @@ class Progress:
     retries: int = 0
     rateLimitRetries: int = 0
     coveredUntil: int = 0
+    fetched: float = 0.0
     lastTimestamp: int | None = None
     finishedAt: float | None = None
     _retriesAtStart: int = field(default=0, repr=False)
@@ -915,9 +962,18 @@ class Progress:
         elapsed = self.elapsed(now)
         return self.rows / elapsed if elapsed > 0 else 0.0
 
+    @property
+    def fetchedFraction(self) -> float:
+        """The part of the range fetched (delivered or about to be), 0 to 1."""
+        span = self.end - self.start
+        if span <= 0:
+            return 1.0
+        return min(1.0, max(0.0, max(self.fetched, self.coveredUntil - self.start) / span))
+
     def eta(self, now: float) -> float | None:
-        """Seconds still to go, from the pace so far (``None`` until a window is done)."""
-        fraction = self.fraction
+        """Seconds still to go, from the pace of fetching so far (``None``
+        until something is fetched)."""
+        fraction = self.fetchedFraction
         if fraction <= 0:
             return None
         if fraction >= 1:
@@ -1300,6 +1356,7 @@ class Download(Generic[Row]):
         segments: list[tuple[_Page, int, int]] = []  # newest first
         upper = end  # the toTimestamp asked for
         held: list[Any] = []  # the rows held whose time is exactly `upper` (their keys)
+        share = 1 / len(source.chains)  # of the progress's fetched span
         while True:
             answer = await self._ask(chain, min(start, upper - 1), upper)
             page = source.page(answer, chain)
@@ -1321,7 +1378,9 @@ class Download(Generic[Row]):
             if keep > lo:
                 segments.append((page, lo, keep))
             if not page.hasMore:
+                self.progress.fetched += (upper - start) * share
                 break
+            self.progress.fetched += (upper - max(start, oldest)) * share
             new = [source.key(page, i) for i in range(lo, keep) if times[i] == oldest]
             if oldest == upper:
                 if not new:
@@ -1343,7 +1402,7 @@ class Download(Generic[Row]):
         source = self.source
         attempt = 0
         while True:
-            await self._track(self.pacer.acquire(self))
+            await self._track(self.pacer.acquire(self, fromMs))
             if self._cancelled or self._failure is not None:
                 self.pacer.release()
                 raise CancelledError("the download stopped")

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ratelimit -*-
+# -*- test-case-name: tests.test_outbox,tests.test_factory -*-
 """Client-side pacing for the Open API's per-connection rate limits.
 
 The proxy allows 50 requests per second on a connection, and 5 per second
@@ -122,6 +122,11 @@ class RateLimiter:
     def requestsPerSecond(self, limit: int | None) -> None:
         period = self._window
         self._general = _Window(limit, period) if limit else None
+
+    @property
+    def window(self) -> float:
+        """The length of each sliding window, seconds (the period plus the margin)."""
+        return self._window
 
     @property
     def historicalRequestsPerSecond(self) -> int | None:

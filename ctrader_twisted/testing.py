@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_testing -*-
+# -*- test-case-name: tests.test_client,tests.test_transports,tests.test_websocket -*-
 """Helpers for testing code that uses ctrader-twisted, with no network and no sleeps.
 
 In the spirit of ``treq.testing`` and ``autobahn.twisted.testing``: a real

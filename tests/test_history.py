@@ -178,6 +178,8 @@ class DownloadTests(SimulatedTestCase):
         self.assertEqual(rows, expected)
         fewest = 2 * -(-len(rows) // 10_000)
         self.assertLessEqual(download.progress.requests, fewest * 1.3, "windows follow the density")
+        self.assertEqual(download.progress.fetched, end - start, "both sides fetched over the whole range")
+        self.assertEqual(download.progress.fetchedFraction, 1.0)
         for _, _, f in self.requests:
             self.assertLessEqual(f["toTimestamp"] - f["fromTimestamp"], history.TICK_WINDOW_MS)
 
@@ -403,6 +405,65 @@ class FairnessTests(SimulatedTestCase):
         self.assertRaises(ValueError, HistoryPacer, slots=0)
         self.assertRaises(ValueError, HistoryPacer, spacing=float("nan"))
         self.assertRaises(ValueError, HistoryPacer, spacing=1.0)
+
+
+    def test_pacerOldestFirstWithinAnOwner(self) -> None:
+        """An owner's waiting turns go lowest priority first (a download's oldest
+        window first), equal ones in the order asked; other owners still alternate."""
+        pacer = HistoryPacer(slots=1)
+        order: list[tuple[str, int]] = []
+        self.successResultOf(pacer.acquire("a", 0))  # takes the one slot
+        for owner, priority in (("a", 30), ("a", 10), ("b", 5), ("a", 20), ("a", 10), ("a", 40)):
+            pacer.acquire(owner, priority).addCallback(lambda _, o=owner, p=priority: order.append((o, p)))
+        dropped = pacer.acquire("a", 1)
+        dropped.cancel()  # leaves the heap in order
+        self.failureResultOf(dropped, CancelledError)
+        for _ in range(6):
+            pacer.release()
+        # "a" asked first, so its turn comes first, then "b"'s; each takes its lowest.
+        self.assertEqual(order, [("a", 10), ("b", 5), ("a", 10), ("a", 20), ("a", 30), ("a", 40)])
+
+    def test_pacerSpacedAsTheLimiterLetsThrough(self) -> None:
+        """A client's pacer spaces turns by the limiter's window (1 s plus its
+        margin) over the historical limit: requests wait in the pacer, in
+        priority order, not in the client's queue."""
+        pacer = history.pacerFor(self.client)
+        limiter = self.client.factory.limiter
+        self.assertEqual((pacer.spacing, pacer.limit, pacer.period), (0.2, 5, limiter.window))
+        self.assertGreater(limiter.window, 1.0)
+        self.assertIs(history.pacerFor(self.client), pacer)
+
+    def test_pacerWindow(self) -> None:
+        """With a limit, at most that many turns in any period (five 0.2 s
+        apart, then the sixth a period after the first), however many slots."""
+        clock = Clock()
+        pacer = HistoryPacer(slots=10, spacing=0.2, clock=clock, limit=5, period=1.1)
+        granted: list[float] = []
+        for _ in range(11):
+            pacer.acquire("a").addCallback(lambda _: granted.append(round(clock.seconds(), 6)))
+        while clock.getDelayedCalls():  # to each timer's time, exactly
+            clock.advance(min(c.getTime() for c in clock.getDelayedCalls()) - clock.seconds())
+        self.assertEqual(granted[:6], [0.0, 0.2, 0.4, 0.6, 0.8, 1.1])
+        self.assertTrue(all(b - a >= 1.1 - 1e-9 for a, b in zip(granted, granted[5:])), granted)
+        self.assertRaises(ValueError, HistoryPacer, limit=0, clock=clock)
+        self.assertRaises(ValueError, HistoryPacer, limit=5, period=float("inf"), clock=clock)
+        self.assertRaises(ValueError, HistoryPacer, limit=5)
+
+    def test_progressRunsAheadOfDelivery(self) -> None:
+        """Windows are fetched side by side: before the first is delivered, the
+        fetched part of the range (and so the ETA) moves on."""
+        start, end = SATURDAY - 42 * 3_600_000, SATURDAY - 6 * 3_600_000
+        download = history.ticks(self.client, self.accountId, 1, start, end, digits=5)
+        seen: list[tuple[float, float, float | None]] = []
+
+        def batch(rows: list[Any]) -> None:
+            p = download.progress
+            seen.append((p.fraction, p.fetchedFraction, p.eta(self.server.clock.seconds())))
+
+        self.server.resultOf(download.eachBatch(batch), within=3600)
+        self.assertTrue(any(fetched > delivered for delivered, fetched, _ in seen), seen)
+        self.assertTrue(all(fetched >= delivered for delivered, fetched, _ in seen), seen)
+        self.assertTrue(all(eta is not None for _, fetched, eta in seen if fetched > 0), seen)
 
 
 class AsyncioTests(SimulatedTestCase):

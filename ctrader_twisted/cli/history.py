@@ -616,7 +616,7 @@ class _ProgressReport:
         eta = p.eta(now)
         text = (
             f"{self.what}: {p.windowsDone}/{p.windowsTotal} windows, {self.base + p.rows:,} rows, "
-            f"{p.rowsPerSecond(now):,.0f} rows/s, {p.fraction * 100:.0f}%"
+            f"{p.rowsPerSecond(now):,.0f} rows/s, {p.fetchedFraction * 100:.0f}%"
         )
         if eta is not None:
             text += f", ETA {_duration(eta)}"

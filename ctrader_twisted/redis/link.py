@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis_link -*-
+# -*- test-case-name: tests.test_redis_streams,tests.test_redis_faults -*-
 """One connection to Redis, through txredisapi: :class:`RedisLink`.
 
 txredisapi gives the protocol (Deferreds, pipelining: every command is

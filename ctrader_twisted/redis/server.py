@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_redis_server -*-
+# -*- test-case-name: tests.test_redis_streams -*-
 """A throwaway Redis server for tests and benchmarks: :class:`RedisServer`.
 
 It runs a real ``redis-server`` (or ``valkey-server``) as a child process on

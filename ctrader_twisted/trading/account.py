@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_account -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """A live model of one trading account: positions, orders and money.
 
 :class:`Account` is built from the server's snapshot (``ProtoOATraderReq``

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_events -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """Typed events: frozen dataclasses for what the server pushes.
 
 Every event names its account and keeps the decoded message it came from in

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_market -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """Market data of one account: shared server subscriptions, quotes and order books.
 
 * :class:`SharedSubscription` holds one server subscription (spots of a

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_models -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """Typed, immutable views of the Open API's trading entities.
 
 Enumerations (:class:`Side`, :class:`OrderType`, ...) are ``IntEnum`` s whose

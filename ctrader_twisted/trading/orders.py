@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_orders -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """Orders with typed results: place, amend, cancel, close; and what to do
 when an order's outcome is unknown.
 

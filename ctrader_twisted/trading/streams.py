@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_market -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """Subscriptions to typed events: callbacks with a handle, and async iterators.
 
 :class:`Subscription` is what :meth:`Trader.on

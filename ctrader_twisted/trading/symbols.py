@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_symbols -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """The symbol catalogue of one account: names, assets, categories and specifications.
 
 :class:`SymbolCatalogue` loads the light list once (``ProtoOASymbolsListReq``,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_trading_trader -*-
+# -*- test-case-name: tests.test_trading,tests.test_trading_parts,tests.test_trading_session,tests.test_units -*-
 """The typed trading API of one account: :class:`Trader`.
 
 A layer on top of :class:`~ctrader_twisted.Client`: it sends with
