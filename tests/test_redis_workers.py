@@ -147,6 +147,9 @@ class WorkersTests(TestCase):
                 self.assertLess(time.monotonic(), deadline, "taken-over accounts do not stream")
                 await sleep(0.1)
             streamingAfter = time.monotonic() - killed
+            # The workers asked the server's version: a standalone simulator's data is marked.
+            spots = [line for _, _, line in await readStream(link, f"ctrader:{{{victim[0]}}}:spot")]
+            self.assertTrue(spots and all('"simulated":true' in line for line in spots), spots[:3])
             await trading
             self.assertGreater(len(deals), 0)
             # Every deal reaches its account's exec stream (the live event or the takeover's backfill).
