@@ -26,6 +26,20 @@ append and the earliest of a lane is its head (no heap, no per-request
 timer). A deadline replaced (the request was written) or no longer needed
 (the request was answered) is left where it is and skipped when it reaches
 the head; the lanes are compacted when such entries outnumber the live ones.
+
+Time the process spent frozen is not the server's: when the timer fires more
+than :data:`BLOCKED_AFTER` seconds late, on the clock and on the process's
+monotonic clock alike (so a test's ``Clock`` moved far ahead is not a
+freeze), because the reactor was blocked (a blocking ``input()`` or
+``time.sleep`` in a callback, a slow notebook cell, a suspended laptop), the
+requests it finds past their deadline get their timeout once more, counted
+from now, and a warning says the reactor was blocked. Their request may have
+gone out only at the end of the freeze, or their answer may be waiting
+unread in the socket; either way, failing them now would report the
+client's own stall as the server's silence. Each request is given this
+second chance once, so its Deferred still fires within twice its timeout
+after the reactor runs again.
+
 Writing and queueing are the outbox's job (:mod:`ctrader_twisted.outbox`).
 """
 
@@ -33,6 +47,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections import deque
 from typing import Any, Callable
 
@@ -55,7 +70,11 @@ from .errors import (
 from .messages.OpenApiCommonMessages_pb2 import ProtoMessage
 from .protobuf import Protobuf, encodeEnvelope
 
-__all__ = ["Request", "Correlator"]
+__all__ = ["Request", "Correlator", "BLOCKED_AFTER"]
+
+#: Seconds late the deadline timer may fire before the reactor counts as
+#: having been blocked (see the module docstring).
+BLOCKED_AFTER = 0.5
 
 #: Called with a request and the error that answered it; returns ``True``
 #: when it takes the request over (to write it again later) instead of
@@ -83,6 +102,8 @@ class Request:
     :ivar done: its Deferred fired (or was cancelled).
     :ivar attempts: how many times it was written (more than once only after
         the server refused it for a rate limit: it did not act on it).
+    :ivar extended: its deadline passed while the reactor was blocked and it
+        was given its timeout again (once).
     """
 
     __slots__ = (
@@ -96,6 +117,7 @@ class Request:
         "connection",
         "done",
         "attempts",
+        "extended",
         "deadlineEntry",
     )
 
@@ -112,6 +134,7 @@ class Request:
         self.connection: Any = None
         self.done = False
         self.attempts = 0
+        self.extended = False
         #: its live entry ``(deadline, request)`` in the correlator's
         #: deadline lanes, or ``None``
         self.deadlineEntry: tuple[float, Request] | None = None
@@ -141,6 +164,9 @@ class Correlator:
     """
 
     _log = Logger()
+    #: The process's own clock, which a blocked reactor cannot stop (a test's
+    #: Clock moving ahead is not a blocked process).
+    _monotonic: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(
         self,
@@ -159,6 +185,10 @@ class Correlator:
         self._entries = 0  # entries in all lanes
         self._live = 0  # requests with a deadline
         self._timer: IDelayedCall | None = None
+        # When the timer is due, on the clock and on the process's monotonic
+        # clock (a test's Clock jumps ahead without the process being blocked).
+        self._due = 0.0
+        self._dueReal = 0.0
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -283,8 +313,10 @@ class Correlator:
         timer = self._timer
         if timer is None:
             self._timer = self.clock.callLater(seconds, self._expire)
-        elif deadline < timer.getTime():
+            self._due, self._dueReal = deadline, self._monotonic() + seconds
+        elif deadline < self._due:
             timer.reset(seconds)
+            self._due, self._dueReal = deadline, self._monotonic() + seconds
 
     def _clearDeadline(self, request: Request) -> None:
         entry = request.deadlineEntry
@@ -320,7 +352,10 @@ class Correlator:
     def _expire(self) -> None:
         self._timer = None
         now = self.clock.seconds()
+        blocked = min(now - self._due, self._monotonic() - self._dueReal)
         lanes = self._lanes
+        if blocked > BLOCKED_AFTER:
+            self._extendAfterBlock(now, blocked)
         for key, lane in list(lanes.items()):
             # (a timed-out request's callbacks may empty the lanes: stop then)
             while lane and lane[0][0] <= now and lanes.get(key) is lane:
@@ -346,8 +381,31 @@ class Correlator:
             delay = max(0.0, first - self.clock.seconds())
             if self._timer is None:
                 self._timer = self.clock.callLater(delay, self._expire)
-            elif first < self._timer.getTime():
+                self._due, self._dueReal = first, self._monotonic() + delay
+            elif first < self._due:
                 self._timer.reset(delay)
+                self._due, self._dueReal = first, self._monotonic() + delay
+
+    def _extendAfterBlock(self, now: float, blocked: float) -> None:
+        """The timer fired *blocked* seconds late: give the requests past their
+        deadline, once each, their timeout again from *now*."""
+        extended = 0
+        for lane in list(self._lanes.values()):
+            for entry in [e for e in lane if e[0] <= now]:
+                request = entry[1]
+                if request.deadlineEntry is entry and not request.extended and request.timeout is not None:
+                    request.extended = True
+                    self._live -= 1  # _setDeadline counts it again
+                    request.deadlineEntry = None
+                    self._setDeadline(request, request.timeout)
+                    extended += 1
+        if extended:
+            self._log.warn(
+                "The reactor was blocked for {seconds:.1f} s (a blocking call in a callback?): "
+                "{count} request(s) past their deadline get their timeout again",
+                seconds=blocked,
+                count=extended,
+            )
 
     def _timedOut(self, request: Request) -> None:
         if request.done:

@@ -7,15 +7,19 @@ Everything runs in memory on a Clock against scripted servers
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
+import time
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ctrader_twisted import Client, Factory, Protobuf, TcpProtocol
 from ctrader_twisted.client import MAX_MAINTENANCE_WAIT
@@ -379,3 +383,90 @@ class WireTextTests(_ClientCase):
         self.assertEqual(wireText(b"\xffA"), "\ufffdA")
         self.assertEqual(wireText("ok"), "ok")
         self.assertEqual(wireText(None), "None")
+
+
+class BlockedReactorTests(TestCase):
+    """Time the process spends blocked (a blocking ``input()`` in a
+    callback, as the official console sample does; a slow notebook cell) is
+    not counted as the server's silence: a request whose deadline passes
+    while the reactor is blocked gets its timeout again, once. The server
+    runs in a thread, so it answers while the reactor thread sleeps; the
+    reactor has to be really blocked, which a Clock cannot show (and a Clock
+    moved far ahead is not taken for a blocked process: see
+    tests.test_deadlines)."""
+
+    timeout = 20
+
+    delay = 0.0  # seconds the server thread takes to answer
+
+    def answeringServer(self) -> int:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.addCleanup(listener.close)
+
+        def serve() -> None:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            with connection:
+                buffer = b""
+                while True:
+                    try:
+                        data = connection.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buffer += data
+                    while len(buffer) >= 4 and len(buffer) >= 4 + struct.unpack(">I", buffer[:4])[0]:
+                        size = struct.unpack(">I", buffer[:4])[0]
+                        request = ProtoMessage.FromString(buffer[4:4 + size])
+                        buffer = buffer[4 + size:]
+                        if request.payloadType == ProtoOAVersionReq().payloadType:
+                            time.sleep(self.delay)
+                            answer = ProtoMessage(
+                                payloadType=ProtoOAVersionRes().payloadType,
+                                payload=ProtoOAVersionRes(version="91").SerializeToString(),
+                                clientMsgId=request.clientMsgId,
+                            ).SerializeToString()
+                            connection.sendall(struct.pack(">I", len(answer)) + answer)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        return int(listener.getsockname()[1])
+
+    async def test_answerReadBeforeItsDeadlineIsExpired(self) -> None:
+        from twisted.internet import reactor
+
+        port = self.answeringServer()
+        client = Client("127.0.0.1", port, reactor=reactor, useTLS=False, heartbeatInterval=None)
+        client.startService()
+        self.addCleanup(client.stopService)
+        await client.whenReady(5)
+        self.assertEqual((await client.request("ProtoOAVersionReq")).version, "91")
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        # Written into the transport's buffer, then the reactor blocks before
+        # the bytes even leave: far past the deadline when it runs again.
+        d = client.request("ProtoOAVersionReq", responseTimeoutInSeconds=0.2)
+        time.sleep(1.0)
+        self.assertEqual((await d).version, "91")
+        self.assertTrue(any("reactor was blocked" in str(e.get("log_format")) for e in events))
+        # Its answer waiting unread in the socket while the reactor is blocked.
+        self.delay = 0.1
+        d = client.request("ProtoOAVersionReq", responseTimeoutInSeconds=0.3)
+        await deferLater(reactor, 0.02, lambda: None)  # written; the server answers in 0.1 s
+        self.assertFalse(d.called)
+        time.sleep(0.8)
+        self.assertEqual((await d).version, "91")
+        self.delay = 0.0
+        # A request the server leaves unanswered still times out, blocked or not.
+        for block in (0.0, 0.6):
+            silent = client.request("ProtoOAApplicationAuthReq", clientId="a", clientSecret="b",
+                                    responseTimeoutInSeconds=0.2)
+            time.sleep(block)
+            with self.assertRaises(RequestTimeout):
+                await silent

@@ -110,6 +110,63 @@ class DeadlineTests(SynchronousTestCase):
         self.correlator.create(VERSION, BODY, None, raw=True, timeout=None)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def frozen(self) -> list[float]:
+        """The correlator's monotonic clock, moved by hand (a blocked process)."""
+        real = [0.0]
+        self.correlator._monotonic = lambda: real[0]  # type: ignore[method-assign]
+        return real
+
+    def test_blockedProcessGetsTheTimeoutAgainOnce(self) -> None:
+        """The timer firing late on both clocks (the process was blocked): the
+        requests past their deadline get their timeout again from now, once;
+        a request not yet due is left alone; a second block times them out."""
+        real = self.frozen()
+        late = self.correlator.create(VERSION, BODY, None, raw=True, timeout=5)
+        self.correlator.written(late, "link")
+        real[0] += 4
+        self.clock.advance(4)
+        notDue = self.correlator.create(VERSION, BODY, None, raw=True, timeout=20)
+        real[0] += 10
+        self.clock.advance(10)  # 9 s past the deadline, the process frozen throughout
+        self.assertNoResult(late.deferred)
+        self.assertTrue(late.extended)
+        self.assertFalse(notDue.extended)
+        real[0] += 4.9
+        self.clock.advance(4.9)
+        self.assertNoResult(late.deferred)
+        # Once only: blocked again past its new deadline (t=19), it times out
+        # now; the other, past its deadline (t=24) in this block, gets its turn.
+        real[0] += 5.1
+        self.clock.advance(5.1)
+        self.assertEqual(self.failureResultOf(late.deferred, RequestTimeout).value.timeout, 5)
+        self.assertNoResult(notDue.deferred)
+        self.assertTrue(notDue.extended)
+        for _ in range(19):
+            real[0] += 1
+            self.clock.advance(1)
+        self.assertNoResult(notDue.deferred)
+        real[0] += 1
+        self.clock.advance(1)
+        self.failureResultOf(notDue.deferred, NotSentTimeout)
+        self.assertEqual(self.correlator._live, 0)
+
+    def test_clockMovedAheadIsNotABlock(self) -> None:
+        """A test's Clock jumping past a deadline (the process not blocked)
+        times the request out at that step, as before."""
+        self.frozen()
+        request = self.correlator.create(VERSION, BODY, None, raw=True, timeout=5)
+        self.correlator.written(request, "link")
+        self.clock.advance(60)
+        self.failureResultOf(request.deferred, RequestTimeout)
+        self.assertFalse(request.extended)
+
+    def test_lateByLessThanTheThresholdIsNotABlock(self) -> None:
+        real = self.frozen()
+        request = self.correlator.create(VERSION, BODY, None, raw=True, timeout=5)
+        real[0] += 5.4
+        self.clock.advance(5.4)
+        self.failureResultOf(request.deferred, NotSentTimeout)
+
     def test_oneTimerForManyRequests(self) -> None:
         for _ in range(1000):
             self.correlator.create(VERSION, BODY, None, raw=True, timeout=5)

@@ -182,6 +182,69 @@ class ListenerOptionTests(TestCase):
         self.assertEqual(listening.caPEM, certs.caPEM)
         await self.roundTrip(sim, listening.tlsPort, trustRoot=certs.caPEM)
 
+    async def test_moreHostNames(self) -> None:
+        """A certificate minted for more names verifies under each of them
+        (here demo.ctraderapi.com, reached at 127.0.0.1), and under no other."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        certs = mintCertificates(["localhost", "demo.ctraderapi.com"])
+        sim = Simulator()
+        listening = sim.listen(reactor, wsPort=None, certificate=certs)
+        self.addCleanup(sim.stop)
+        ca = Certificate.loadPEM(certs.caPEM)
+
+        def endpoint(name: str) -> Any:
+            return wrapClientTLS(optionsForClientTLS(name, ca), TCP4ClientEndpoint(reactor, "127.0.0.1", listening.tlsPort))
+
+        await self.roundTrip(sim, listening.tlsPort, endpoint=endpoint("demo.ctraderapi.com"))
+        refused = Client("live.ctraderapi.com", listening.tlsPort, reactor=reactor, endpoint=endpoint("live.ctraderapi.com"))
+        refused.startService()
+        self.addCleanup(refused.stopService)
+        with self.assertRaises(Exception) as caught:
+            await refused.whenReady(5)
+        self.assertIn("VerificationError", repr(caught.exception))
+        self.assertRaises(ValueError, mintCertificates, ["localhost", "bad name"])
+        self.assertRaises(ValueError, mintCertificates, [])
+
+    def test_certificateDirectoryFollowsTheNames(self) -> None:
+        """Kept certificates are used while they name every host asked for and
+        are not about to expire; otherwise minted anew, never half-written."""
+        from ctrader_twisted.simulator.certs import certificateNames
+
+        directory = FilePath(self.mktemp())
+        first, _ = loadOrMintCertificates(directory.path)
+        both, minted = loadOrMintCertificates(directory.path, ["localhost", "demo.ctraderapi.com"])
+        self.assertTrue(minted)
+        self.assertNotEqual(both.caPEM, first.caPEM)
+        self.assertEqual(certificateNames(both.certificatePEM)[0], {"localhost", "demo.ctraderapi.com"})
+        self.assertEqual(loadOrMintCertificates(directory.path), (both, False), "a subset of the names: kept")
+        self.assertEqual(directory.child("server.key").getPermissions().shorthand(), "rw-------")
+        self.assertEqual(sorted(directory.listdir()), ["ca.pem", "server.key", "server.pem"])
+        # Expiring tomorrow: minted anew.
+        expiring = mintCertificates(days=0)
+        directory.child("server.pem").setContent(expiring.certificatePEM)
+        self.assertTrue(loadOrMintCertificates(directory.path)[1])
+        # Not a certificate at all: minted anew.
+        directory.child("server.pem").setContent(b"garbage")
+        renewed, minted = loadOrMintCertificates(directory.path)
+        self.assertTrue(minted)
+        self.assertEqual(directory.child("server.pem").getContent(), renewed.certificatePEM)
+
+    def test_hostnameOption(self) -> None:
+        from twisted.python.usage import UsageError
+
+        from ctrader_twisted.simulator.tap import Options
+
+        options = Options()
+        options.parseOptions(["--hostname", "localhost, demo.ctraderapi.com"])
+        self.assertEqual(options["hostnames"], ["localhost", "demo.ctraderapi.com"])
+        for bad in (["--hostname", "a,,b"], ["--hostname", "two words"],
+                    ["--hostname", "demo.ctraderapi.com", "--certificate", "c.pem", "--private-key", "k.pem"]):
+            with self.assertRaises(UsageError) as caught:
+                Options().parseOptions(bad)
+            self.assertIn("--hostname", str(caught.exception))
+
     def test_certificateDirectory(self) -> None:
         directory = FilePath(self.mktemp())
         first, minted = loadOrMintCertificates(directory.path)

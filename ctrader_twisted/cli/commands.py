@@ -155,7 +155,7 @@ def _table(stream: TextIO, rows: Sequence[Sequence[str]]) -> None:
 
 #: Placeholders of the simulator's option values in ``--help``.
 _SIMULATOR_METAVARS = {
-    "interface": "ADDRESS", "cert-dir": "DIR", "certificate": "PEM", "private-key": "PEM", "ca": "PEM",
+    "interface": "ADDRESS", "cert-dir": "DIR", "hostname": "NAMES", "certificate": "PEM", "private-key": "PEM", "ca": "PEM",
     "seed": "N", "spot-interval": "S", "idle-timeout": "S", "client-id": "ID",
 }
 

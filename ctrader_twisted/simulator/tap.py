@@ -59,6 +59,8 @@ class Options(usage.Options):
         ["http-port", None, None, "HTTPS port of the OAuth pages /apps/auth and /apps/token (off unless given)."],
         ["interface", None, "127.0.0.1", "Interface to listen on."],
         ["cert-dir", None, DEFAULT_CERT_DIR, "Directory of the generated CA and certificate (ca.pem: trust it)."],
+        ["hostname", None, "localhost", "Host names of the generated certificate, comma-separated (add "
+         "demo.ctraderapi.com to run code written for the demo server, with a hosts-file entry)."],
         ["certificate", None, None, "Server certificate PEM file to use instead of the generated one."],
         ["private-key", None, None, "Private key PEM file of --certificate."],
         ["ca", None, None, "CA certificate PEM file that signed --certificate (default: the certificate itself)."],
@@ -84,6 +86,12 @@ class Options(usage.Options):
             raise usage.UsageError("nothing to listen on: give at least one port")
         if bool(self["certificate"]) != bool(self["private-key"]):
             raise usage.UsageError("--certificate and --private-key go together")
+        names = [n.strip() for n in str(self["hostname"]).split(",")]
+        if not all(names) or any(" " in n for n in names):
+            raise usage.UsageError(f"--hostname must be host names separated by commas, not {self['hostname']!r}")
+        if self["certificate"] and names != ["localhost"]:
+            raise usage.UsageError("--hostname names the generated certificate: it cannot go with --certificate")
+        self["hostnames"] = names
         spotInterval, idleTimeout = self["spot-interval"], self["idle-timeout"]
         if not (math.isfinite(spotInterval) and spotInterval > 0):
             raise usage.UsageError(f"--spot-interval must be a positive number of seconds, not {spotInterval}")
@@ -99,7 +107,7 @@ class Options(usage.Options):
             keyPEM = Path(self["private-key"]).read_bytes()
             caPEM = Path(self["ca"]).read_bytes() if self["ca"] else certPEM
             return CertificateSet(caPEM=caPEM, certificatePEM=certPEM, keyPEM=keyPEM), False
-        return loadOrMintCertificates(self["cert-dir"])
+        return loadOrMintCertificates(self["cert-dir"], self["hostnames"])
 
 
 def describe(simulator: Any, listening: Any, certDir: str | None) -> str:
