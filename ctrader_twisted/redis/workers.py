@@ -9,8 +9,10 @@ connection's rate limits. It joins the group through
 :class:`~ctrader_twisted.redis.leases.AccountLeases`, and for each account
 it holds: authorizes it, resolves the symbols on it, subscribes to its spots
 (and live bars, depth), backfills the deals of the handover window (from the
-last execution event in the account's ``exec`` stream, through
-``ProtoOADealListReq``), and publishes its events to the account's streams.
+last execution event in the account's ``exec`` stream, read before the
+account is authorized here, or from two lease periods ago when there is
+none, through ``ProtoOADealListReq``), and publishes its events to the
+account's streams.
 An account handed over or lost is unsubscribed and logged out. Lease
 changes are published to the account's ``account`` stream
 (``{"event":"lease","state":"acquired"|"released",...}``).
@@ -218,10 +220,19 @@ class SharedAccountsService(MultiService):
         connection = await self._connectionFor(account)
         client = connection.client
         assert client is not None and self.formatter is not None
+        # Where the handover window starts, read before the account is
+        # authorized here: from then on this worker publishes its live
+        # executions, and the newest entry would no longer be the last one
+        # the previous holder published.
+        since = await self._lastExecutionTime(account)
+        if since is None:
+            # Nothing published for the account yet: the previous holder, if
+            # any, died at most about two lease periods ago.
+            since = int((self.reactor.seconds() - 2 * self.lease - 1) * 1000)
         await client.authorizeAccount(account, connection.accessToken)
         resolved, byId = await connection.resolveSymbols(account, self.symbolNames)
         self.formatter.symbols[account] = byId
-        await self._backfill(account, connection)
+        await self._backfill(account, connection, since)
         ids = [s.symbolId for s in resolved]
         await client.request("ProtoOASubscribeSpotsReq", ctidTraderAccountId=account, symbolId=ids,
                              subscribeToSpotTimestamp=True)
@@ -235,11 +246,10 @@ class SharedAccountsService(MultiService):
         self._leaseEvent(account, "acquired", None)
         self._say(f"streaming account {account} ({', '.join(s.name for s in resolved)}) through {connection.where}")
 
-    async def _backfill(self, account: int, connection: Connection) -> None:
-        """Publish the deals made since the last execution event in the stream (a handover window)."""
-        since = await self._lastExecutionTime(account)
-        if since is None:
-            return
+    async def _backfill(self, account: int, connection: Connection, since: int) -> None:
+        """Publish the deals made since *since* (UTC ms: the last execution
+        event in the stream before this worker took the account), the
+        handover window; consumers may see some twice (at least once)."""
         client = connection.client
         assert client is not None and self.formatter is not None
         now = int(self.reactor.seconds() * 1000)
