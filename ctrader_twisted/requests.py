@@ -37,8 +37,8 @@ from now, and a warning says the reactor was blocked. Their request may have
 gone out only at the end of the freeze, or their answer may be waiting
 unread in the socket; either way, failing them now would report the
 client's own stall as the server's silence. Each request is given this
-second chance once, so its Deferred still fires within twice its timeout
-after the reactor runs again.
+second chance once, so its Deferred still fires at most one timeout after
+the reactor runs again.
 
 Writing and queueing are the outbox's job (:mod:`ctrader_twisted.outbox`).
 """
