@@ -273,6 +273,13 @@ class Factory(ClientFactory):
         """Call ``observer(transport)`` whenever a connection becomes ready."""
         self._connectionObservers.append(observer)
 
+    def removeConnectionObserver(self, observer: Callable[[IFrameTransport], Any]) -> None:
+        """Stop calling an observer added with :meth:`addConnectionObserver`.
+
+        :raises ValueError: it was not added.
+        """
+        self._connectionObservers.remove(observer)
+
     def addDisconnectionObserver(self, observer: Callable[[IFrameTransport, Failure], Any]) -> None:
         """Call ``observer(transport, reason)`` whenever a ready connection ends;
         *reason* is the core's own cause when it dropped the connection (an

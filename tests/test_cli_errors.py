@@ -352,3 +352,21 @@ class DocumentationAddressTests(SynchronousTestCase):
                 }
                 labels = set(re.findall(r"^\.\. _([\w-]+):$", text, re.M))
                 self.assertIn(anchor, titles | labels, f"{page}.rst has no section {anchor!r}")
+
+
+class ConnectClientTests(SynchronousTestCase):
+    def test_leavesNoObserverBehind(self) -> None:
+        """Once connected, connectClient's observers are gone from the client's core:
+        a long-running program does not keep one per connect."""
+        from ctrader_twisted.cli.connect import connectClient
+        from ctrader_twisted.testing import SimulatedServer
+
+        server = SimulatedServer()
+        client = server.managedClient()
+        factory = client.factory
+        before = (list(factory._connectionObservers), list(factory._disconnectionObservers),
+                  list(factory._attemptFailureObservers))
+        self.assertIs(server.resultOf(connectClient(client, server.clock, 30)), client)
+        self.assertEqual((factory._connectionObservers, factory._disconnectionObservers,
+                          factory._attemptFailureObservers), before)
+        server.resultOf(client.stopService())

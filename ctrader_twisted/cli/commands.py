@@ -48,9 +48,9 @@ async def connectOneShot(connection: Connection, stderr: TextIO) -> Client:
     if connection.inProcess:
         say(stderr, f"SIMULATED DATA: no --host given, using the bundled simulator on {connection.where}")
     client = await connection.connect()
-    if not connection.inProcess and await connection.identify():
-        say(stderr, f"SIMULATED DATA: {connection.where} is a ctrader-twisted simulator "
-                    f"(its version answer says {connection.serverVersion!r})")
+    notice = await connection.simulatorNotice()
+    if notice:
+        say(stderr, notice)
     return client
 
 

@@ -154,6 +154,18 @@ class Connection:
         _log.info("Server version: {version}", version=self.serverVersion)
         return self.simulated
 
+    async def simulatorNotice(self) -> str | None:
+        """For a ctrader-twisted simulator started separately (asked with
+        :meth:`identify`), the status line saying the data is simulated;
+        ``None`` for a real server and for the in-process simulator (which
+        its callers announce in their own words)."""
+        if self.inProcess or not await self.identify():
+            return None
+        return (
+            f"SIMULATED DATA: {self.where} is a ctrader-twisted simulator "
+            f"(its version answer says {self.serverVersion!r})"
+        )
+
     def describe(self, error: BaseException) -> str:
         """*error* as one line for the user, naming this server and where
         the settings involved came from."""
@@ -425,6 +437,7 @@ def connectClient(
 
     def cleanup(outcome: Any) -> Any:
         factory.removeAttemptFailureObserver(attemptFailed)
+        factory.removeConnectionObserver(onConnected)
         factory.removeDisconnectionObserver(disconnected)
         links.clear()
         if not connected.called:

@@ -234,11 +234,9 @@ class StreamService(MultiService):
         if self._stopping:
             return
         self._log.info("Application authenticated on {host}:{port}", host=connection.host, port=connection.port)
-        if not connection.inProcess and await connection.identify():
-            self._say(
-                f"SIMULATED DATA: {where} is a ctrader-twisted simulator (its version answer says "
-                f"{connection.serverVersion!r}); every line has \"simulated\": true"
-            )
+        notice = await connection.simulatorNotice()
+        if notice:
+            self._say(notice + '; every line has "simulated": true')
         if self._stopping:
             return
         self.accountIds = await connection.authorizeAccounts(settings.accountIds)

@@ -151,13 +151,11 @@ class SharedAccountsService(MultiService):
         connection = self.connection
         self.formatter = EventFormatter({}, self.settings.simulated, lambda: int(self.reactor.seconds() * 1000))
         await self._open(connection)
-        if not connection.inProcess and await connection.identify():
+        notice = await connection.simulatorNotice()
+        if notice:
             # A standalone simulator: its events are marked as the stream command marks them.
             self.formatter.simulated = True
-            self._say(
-                f"SIMULATED DATA: {connection.where} is a ctrader-twisted simulator (its version answer says "
-                f"{connection.serverVersion!r}); every event has \"simulated\": true"
-            )
+            self._say(notice + '; every event has "simulated": true')
         listed = await connection.listAccounts()
         self.live = {int(a.ctidTraderAccountId): bool(a.isLive) for a in listed}
         accounts = list(self.settings.accountIds) or list(self.live)
