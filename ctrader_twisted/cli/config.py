@@ -87,6 +87,9 @@ _FILE_KEYS: dict[str, str] = {
     "token_file": "tokenFile",
 }
 
+#: Setting name to its config-file key (the inverse of ``_FILE_KEYS``).
+_FILE_KEY_OF: dict[str, str] = {name: key for key, name in _FILE_KEYS.items()}
+
 _SECRETS = frozenset({"clientSecret", "accessToken", "refreshToken"})
 
 #: Setting name to the command-line option (the console command and the twistd plugin spell them alike).
@@ -327,8 +330,7 @@ class _Sources:
         if name in self.env:
             return self.env[name], ENVIRONMENT[name]
         if name in self.file:
-            key = next(k for k, v in _FILE_KEYS.items() if v == name)
-            return self.file[name], f"{key} in config file {self.path}"
+            return self.file[name], f"{_FILE_KEY_OF[name]} in config file {self.path}"
         return None, ""
 
     def sources(self) -> dict[str, str]:
@@ -368,7 +370,7 @@ class _Sources:
         value, _ = self.pick(name)
         if not value:
             variable = ENVIRONMENT[name]
-            key = next(k for k, v in _FILE_KEYS.items() if v == name)
+            key = _FILE_KEY_OF[name]
             raise ConfigError(
                 f"no {what} for {forWhat}: set {variable}, or {key} in the config file "
                 f"(see {docsUrl('cli', 'credentials-and-configuration')})"
